@@ -1,0 +1,5 @@
+"""``python -m baco_local`` is the ``baco`` command."""
+
+from .cli.app import main
+
+main()

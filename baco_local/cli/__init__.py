@@ -1,0 +1,1 @@
+"""The ``baco`` command line (typer)."""

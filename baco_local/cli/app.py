@@ -1,0 +1,49 @@
+"""The ``baco`` entry point: a table of contents of the commands, and one error handler.
+
+Library code raises :class:`~baco_local.errors.BacoError`; this is the one place that turns it
+(and click's usage errors) into a single ``Error: ...`` line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from ..errors import BacoError
+from .console import error_line
+from .gen import gen_command
+
+app = typer.Typer(
+    name="baco",
+    help="Base-Aligned Model Collaboration: a base and an aligned model write together, token by token.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("gen")(gen_command)
+
+
+@app.callback()
+def _root() -> None:
+    """Base-Aligned Model Collaboration: a base and an aligned model write together, token by token."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns (and exits with) the exit code."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except BacoError as exc:
+        error_line(str(exc))
+        code = exc.exit_code
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        error_line(exc.format_message())
+        code = exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        error_line("interrupted")
+        code = 130
+    sys.exit(code)

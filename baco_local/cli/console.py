@@ -1,0 +1,18 @@
+"""Where the CLI writes: results to stdout, everything for a person (progress, notes) to stderr."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False)
+
+
+def note(message: str) -> None:
+    """A dim informational line on stderr."""
+    stderr.print(f"[dim]{message}[/dim]")
+
+
+def error_line(message: str) -> None:
+    """The single ``Error: ...`` line for a failure."""
+    stderr.print(f"[bold red]Error:[/bold red] {message}", markup=True, highlight=False, soft_wrap=True)

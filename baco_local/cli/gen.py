@@ -1,0 +1,97 @@
+"""``baco gen``: N routed samples for every prompt of a file, appended to JSONL as each prompt ends."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..prompt_file import read_prompt_file
+from ..prompts import Message
+from ..records import JsonlWriter, check_resumable, prompt_record, read_existing
+from . import options as opt
+from .console import note, stderr
+from .setup import ModelChoice, build_settings, open_engine, resolve_models, settings_record
+
+
+def gen_command(
+    prompt_file: Annotated[Path, typer.Option("--prompt-file", "-f", help="Prompts: .txt (one per line) or "
+                                              ".jsonl ({\"id\", \"prompt\"}).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="JSONL output, appended per prompt; "
+                                                   "a rerun resumes (default: stdout).")] = None,
+    n: Annotated[int, typer.Option("-n", "--samples", help="Samples per prompt, decoded in parallel.")] = 1,
+    base: opt.BaseOpt = None,
+    aligned: opt.AlignedOpt = None,
+    pair: opt.PairOpt = None,
+    yes: opt.YesOpt = False,
+    chat_template_file: opt.ChatTemplateOpt = None,
+    base_template: opt.BaseTemplateOpt = None,
+    system: Annotated[Optional[str], typer.Option("--system", help="System prompt for every prompt.")] = None,
+    router: opt.RouterOpt = opt.DEFAULT_ROUTER,
+    gamma: opt.GammaOpt = None,
+    temp: opt.TempOpt = opt.DEFAULT_TEMP,
+    top_k: opt.TopKOpt = opt.DEFAULT_TOP_K,
+    top_p: opt.TopPOpt = opt.DEFAULT_TOP_P,
+    min_p: opt.MinPOpt = opt.DEFAULT_MIN_P,
+    seed: opt.SeedOpt = 0,
+    max_tokens: opt.MaxTokensOpt = 256,
+    stop: opt.StopOpt = None,
+    ctx_size: opt.CtxSizeOpt = opt.DEFAULT_CTX,
+    gpu_layers: opt.GpuLayersOpt = 0,
+    threads: opt.ThreadsOpt = None,
+) -> None:
+    """Generate N samples per prompt with a router, writing NoveltyBench-style JSONL."""
+    if n < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="-n")
+    choice = ModelChoice(base, aligned, pair, chat_template_file, base_template, gpu_layers, yes)
+    resolved = resolve_models(choice)
+    settings = build_settings(router, gamma, resolved, temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
+                              max_tokens=max_tokens, stop=stop, seed=seed)
+    items = read_prompt_file(prompt_file)
+    record_settings = settings_record(settings, resolved, n, ctx_size)
+    done: set = set()
+    if output is not None:
+        existing = read_existing(output)
+        check_resumable(output, existing, record_settings)
+        done = existing.done
+        writer = JsonlWriter(output, valid_bytes=existing.valid_bytes)
+    else:
+        writer = JsonlWriter(None, stream=sys.stdout)
+    todo = [item for item in items if item.id not in done]
+    if done:
+        note(f"resuming: {len(items) - len(todo)} of {len(items)} prompts already in {output}")
+    if not todo:
+        writer.close()
+        return
+    engine = open_engine(resolved, ctx_size=ctx_size, threads=threads)
+    messages_prefix = [Message("system", system)] if system else []
+    try:
+        with _progress() as progress:
+            task = progress.add_task("generating", total=len(todo) * n, rate="")
+            tokens, started = 0, time.perf_counter()
+            for item in todo:
+                generation = engine.generate([*messages_prefix, Message("user", item.prompt)], n, settings)
+                for _event in generation:
+                    tokens += 1
+                    if tokens % 16 == 0:
+                        rate = tokens / max(time.perf_counter() - started, 1e-9)
+                        progress.update(task, rate=f"{rate:.1f} tok/s")
+                finished = generation.samples
+                writer.write(prompt_record(item, record_settings["model"], finished, record_settings))
+                progress.advance(task, n)
+    finally:
+        writer.close()
+        engine.close()
+        engine.pair.close()
+
+
+def _progress() -> Progress:
+    """A progress bar on stderr (prompts x samples, tokens/s); silent when stderr is not a terminal."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(), console=stderr, transient=False, disable=not stderr.is_terminal,
+    )

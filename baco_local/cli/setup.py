@@ -1,0 +1,107 @@
+"""From command-line values to a loaded engine: shared by gen, chat and sweep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ChatTemplateError, UsageError
+from ..loop import Engine, GenerationSettings
+from ..pair import ModelPair, PairSpec
+from ..prompts import DEFAULT_BASE_TEMPLATE
+from ..routers import get_router
+from ..sampling import SamplingParams
+from . import options as opt
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which models to load, as the user named them."""
+
+    base: Path | None
+    aligned: Path | None
+    pair: str | None
+    chat_template_file: Path | None
+    base_template: str | None
+    gpu_layers: int
+    assume_yes: bool = False
+
+
+@dataclass(frozen=True)
+class ResolvedChoice:
+    """The files and defaults a ModelChoice resolves to."""
+
+    spec: PairSpec
+    default_router: str
+    default_gamma: float
+    label: str  # a short model name for records, e.g. "gemma-3-270m" or "base+aligned"
+
+
+def _read_chat_template(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChatTemplateError(f"cannot read chat template {path}: {exc}") from None
+
+
+def resolve_models(choice: ModelChoice) -> ResolvedChoice:
+    """Turn --pair or --base/--aligned into a PairSpec (downloads nothing without consent)."""
+    chat_template = _read_chat_template(choice.chat_template_file)
+    if choice.pair is not None:
+        if choice.base is not None or choice.aligned is not None:
+            raise UsageError("give either --pair or --base/--aligned, not both")
+        from ..registry import resolve_pair_for_cli  # the registry is only needed with --pair
+
+        resolved = resolve_pair_for_cli(choice.pair, assume_yes=choice.assume_yes)
+        spec = PairSpec(resolved.base_path, resolved.aligned_path,
+                        base_template=choice.base_template or resolved.base_template,
+                        chat_template=chat_template, base_gpu_layers=choice.gpu_layers,
+                        aligned_gpu_layers=choice.gpu_layers)
+        return ResolvedChoice(spec, resolved.default_router, resolved.default_gamma, choice.pair)
+    if choice.base is None or choice.aligned is None:
+        raise UsageError("name the models: --base BASE.gguf --aligned ALIGNED.gguf, or --pair NAME")
+    spec = PairSpec(choice.base, choice.aligned, base_template=choice.base_template or DEFAULT_BASE_TEMPLATE,
+                    chat_template=chat_template, base_gpu_layers=choice.gpu_layers,
+                    aligned_gpu_layers=choice.gpu_layers)
+    return ResolvedChoice(spec, opt.DEFAULT_ROUTER, opt.DEFAULT_GAMMA, f"{choice.base.stem}+{choice.aligned.stem}")
+
+
+def build_settings(router: str | None, gamma: float | None, resolved: ResolvedChoice, *, temp: float, top_k: int,
+                   top_p: float, min_p: float, max_tokens: int, stop: list[str] | None,
+                   seed: int) -> GenerationSettings:
+    """Validate routing and sampling values (before any model is loaded)."""
+    return GenerationSettings(
+        router=get_router(router or resolved.default_router),
+        gamma=resolved.default_gamma if gamma is None else gamma,
+        sampling=SamplingParams(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p),
+        max_tokens=max_tokens,
+        stop=tuple(stop or ()),
+        seed=seed,
+    )
+
+
+def settings_record(settings: GenerationSettings, resolved: ResolvedChoice, n: int, ctx_size: int) -> dict[str, Any]:
+    """The run's settings as written into every output record."""
+    spec = resolved.spec
+    return {
+        "model": f"baco:{settings.router.name}@{settings.gamma:g}:{resolved.label}",
+        "base": str(spec.base_path),
+        "aligned": str(spec.aligned_path),
+        "router": settings.router.name,
+        "gamma": settings.gamma,
+        "n": n,
+        "sampling": settings.sampling.as_dict(),
+        "max_tokens": settings.max_tokens,
+        "stop": list(settings.stop),
+        "seed": settings.seed,
+        "ctx_size": ctx_size,
+        "base_template": spec.base_template,
+    }
+
+
+def open_engine(resolved: ResolvedChoice, *, ctx_size: int, threads: int | None) -> Engine:
+    """Load and check the pair, then make its engine."""
+    return Engine(ModelPair(resolved.spec), ctx_size=ctx_size, threads=threads)

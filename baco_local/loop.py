@@ -1,0 +1,309 @@
+"""THE token loop: two llama.cpp contexts, one router, N samples decoded in parallel.
+
+For one prompt and N samples, a step of the loop is:
+
+1. read each live sample's last-position logits from both contexts (numpy views, no copies);
+2. mask ids that the other context cannot decode;
+3. ask the router which model should write (content rule on the aligned top-1, then logit rule);
+4. sample the token from that model's distribution; a switch of writer only takes effect on a
+   token that begins a new word, otherwise the current writer draws this token itself;
+5. record the token and its source, check end-of-generation, stop strings and limits;
+6. decode every live sample's new token in both contexts: one batch per model per step.
+
+Each sample is a sequence id in both contexts. The prompt is decoded once per context (on
+sequence 0) and shared with the other sequences by reference in the unified KV cache. Between
+generations the engine keeps what sequence 0 holds, so the next prompt decodes only the tokens
+after the longest common prefix (multi-turn chat pays only for the new turn).
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .backend import ContextShape, SequenceContext, default_threads
+from .errors import ContextOverflowError, UsageError
+from .pair import ModelPair
+from .prompts import Message
+from .routers import ALIGNED, BASE, Router, Side, Signals
+from .sampling import MASKED_LOGIT, Distribution, SamplingParams, Scratch, sample
+
+SIDES: tuple[Side, Side] = (BASE, ALIGNED)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Everything that shapes one generation besides the prompt."""
+
+    router: Router
+    gamma: float
+    sampling: SamplingParams = SamplingParams()
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.router.check_gamma(self.gamma)
+        if self.max_tokens < 1:
+            raise UsageError(f"--max-tokens must be at least 1, got {self.max_tokens}")
+        if any(not s for s in self.stop):
+            raise UsageError("--stop strings must not be empty")
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token: which sample, its id, which model wrote it, the text it completed."""
+
+    sample: int
+    token: int
+    side: Side
+    text: str
+
+
+@dataclass
+class Sample:
+    """One finished (or interrupted) generation."""
+
+    index: int
+    seed: int
+    text: str
+    tokens: list[int]
+    sources: str  # one character per generated token: "A" aligned, "B" base
+    finish_reason: str  # "stop" (end of generation or stop string), "length", "context", "interrupted"
+
+    @property
+    def base_fraction(self) -> float:
+        """Share of the generated tokens written by the base model."""
+        return self.sources.count(BASE) / len(self.sources) if self.sources else 0.0
+
+
+@dataclass
+class _SequenceState:
+    """The running state of one sample."""
+
+    index: int
+    seed: int
+    sample_rng: np.random.Generator
+    route_rng: np.random.Generator
+    positions: dict[Side, int]  # next KV position in each context
+    tokens: list[int] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    text: str = ""
+    emitted: int = 0  # characters of text already reported in events
+    finish: str | None = None
+    decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+
+    @property
+    def previous(self) -> int | None:
+        return self.tokens[-1] if self.tokens else None
+
+    @property
+    def writer(self) -> Side | None:
+        return self.sources[-1] if self.sources else None  # type: ignore[return-value]
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The seed recorded for sample ``index`` of a run seeded with ``seed``."""
+    return seed + index
+
+
+def _rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Independent streams for sampling and for routing, both derived from one seed."""
+    sampling_seq, routing_seq = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(sampling_seq), np.random.default_rng(routing_seq)
+
+
+class Engine:
+    """Runs BACo generations on a loaded pair, keeping one context per model between runs."""
+
+    def __init__(self, pair: ModelPair, *, ctx_size: int = 4096, threads: int | None = None,
+                 n_batch: int = 512) -> None:
+        if ctx_size < 16:
+            raise UsageError(f"--ctx-size must be at least 16, got {ctx_size}")
+        self.pair = pair
+        self.ctx_size = min(ctx_size, pair.base.n_ctx_train, pair.aligned.n_ctx_train)
+        self.threads = threads or default_threads()
+        self.n_batch = n_batch
+        self.contexts: dict[Side, SequenceContext] = {}
+        self.held: dict[Side, list[int]] = {BASE: [], ALIGNED: []}  # what sequence 0 holds
+        self._scratch = {BASE: Scratch(pair.base.n_vocab), ALIGNED: Scratch(pair.aligned.n_vocab)}
+
+    def close(self) -> None:
+        """Free both contexts (the pair stays loaded)."""
+        for context in self.contexts.values():
+            context.close()
+        self.contexts = {}
+
+    # --- contexts -------------------------------------------------------------------------
+
+    def _ensure_contexts(self, n_seq: int, max_tokens: int) -> None:
+        """(Re)create both contexts when a run needs more sequences or cells than they have."""
+        cells = self.ctx_size + (n_seq - 1) * min(max_tokens, self.ctx_size)
+        current = self.contexts.get(BASE)
+        if current and current.shape.n_seq >= n_seq and current.shape.n_cells >= cells:
+            return
+        self.close()
+        shape = ContextShape(n_cells=cells, n_seq=n_seq, n_batch=min(self.n_batch, cells),
+                             n_threads=self.threads)
+        self.contexts = {BASE: SequenceContext(self.pair.base, shape),
+                         ALIGNED: SequenceContext(self.pair.aligned, shape)}
+        self.held = {BASE: [], ALIGNED: []}
+
+    def _prefill(self, side: Side, prompt: list[int], n_seq: int) -> None:
+        """Make sequence 0 hold ``prompt`` (reusing the common prefix), then share it."""
+        context, held = self.contexts[side], self.held[side]
+        for seq in range(1, context.shape.n_seq):
+            context.truncate(seq, 0)
+        keep = 0
+        limit = min(len(held), len(prompt) - 1)  # the last prompt token is always re-decoded
+        while keep < limit and held[keep] == prompt[keep]:
+            keep += 1
+        context.truncate(0, keep)
+        self.held[side] = prompt[:keep]
+        context.prefill(prompt[keep:], seq=0, start=keep)
+        self.held[side] = list(prompt)
+        for seq in range(1, n_seq):
+            context.copy_sequence(0, seq)
+
+    # --- generation -----------------------------------------------------------------------
+
+    def generate(self, messages: Sequence[Message], n: int, settings: GenerationSettings) -> "Generation":
+        """Start generating ``n`` samples for a conversation; iterate the result for token events."""
+        if n < 1:
+            raise UsageError(f"-n must be at least 1, got {n}")
+        prompts = {BASE: self.pair.base_prompt(messages), ALIGNED: self.pair.aligned_prompt(messages)}
+        for side, tokens in prompts.items():
+            if len(tokens) >= self.ctx_size:
+                name = "base" if side == BASE else "aligned"
+                raise ContextOverflowError(
+                    f"the prompt is {len(tokens)} tokens for the {name} model but the context is "
+                    f"{self.ctx_size}; raise --ctx-size or shorten the prompt")
+        return Generation(self, prompts, n, settings)
+
+
+class Generation:
+    """One prompt's N samples, produced step by step. Iterate it for :class:`TokenEvent` s."""
+
+    def __init__(self, engine: Engine, prompts: dict[Side, list[int]], n: int,
+                 settings: GenerationSettings) -> None:
+        self.engine = engine
+        self.pair = engine.pair
+        self.prompts = prompts
+        self.settings = settings
+        self._holdback = max((len(s) for s in settings.stop), default=1) - 1
+        self.states = []
+        for index in range(n):
+            seed = sample_seed(settings.seed, index)
+            sample_rng, route_rng = _rngs(seed)
+            positions = {side: len(prompts[side]) for side in SIDES}
+            self.states.append(_SequenceState(index, seed, sample_rng, route_rng, positions))
+        self._started = False
+
+    @property
+    def samples(self) -> list[Sample]:
+        """The samples as they stand (finish reason "interrupted" if the run was cut short)."""
+        return [Sample(s.index, s.seed, s.text, list(s.tokens), "".join(s.sources),
+                       s.finish or "interrupted") for s in self.states]
+
+    def __iter__(self) -> Iterator[TokenEvent]:
+        if self._started:
+            raise RuntimeError("a Generation can be iterated only once")
+        self._started = True
+        engine = self.engine
+        engine._ensure_contexts(len(self.states), self.settings.max_tokens)
+        for side in SIDES:
+            engine._prefill(side, self.prompts[side], len(self.states))
+        # After the prefill, every sequence's first distribution is row 0 of sequence 0.
+        rows = {side: [0] * len(self.states) for side in SIDES}
+        while True:
+            live = [s for s in self.states if s.finish is None]
+            events: list[TokenEvent] = []
+            for state in live:
+                token, side = self._choose(state, rows[BASE][state.index], rows[ALIGNED][state.index])
+                events.extend(self._commit(state, token, side))
+            yield from events
+            to_decode = [s for s in live if s.finish is None]
+            if not to_decode:
+                return
+            rows = self._decode(to_decode)
+
+    def _distribution(self, side: Side, row: int) -> Distribution:
+        context = self.engine.contexts[side]
+        logits = context.logits(row)
+        masked = self.pair.base_masked if side == BASE else self.pair.aligned_masked
+        if masked.size:
+            logits[masked] = MASKED_LOGIT
+        return Distribution(logits, self.engine._scratch[side])
+
+    def _choose(self, state: _SequenceState, base_row: int, aligned_row: int) -> tuple[int, Side]:
+        """Route and sample one token for one sequence (steps 1-4 of the loop)."""
+        dists = {BASE: self._distribution(BASE, base_row), ALIGNED: self._distribution(ALIGNED, aligned_row)}
+        settings = self.settings
+        signals = Signals(dists[BASE], dists[ALIGNED], self.pair.classes, settings.gamma,
+                          float(state.route_rng.random()))
+        return choose_token(settings.router.route(signals), state.writer, state.previous, dists,
+                            self.pair.classes.is_boundary, settings.sampling, state.sample_rng)
+
+    def _commit(self, state: _SequenceState, token: int, side: Side) -> list[TokenEvent]:
+        """Record a chosen token and decide whether the sample is finished (step 5)."""
+        settings = self.settings
+        cut_by_stop = False
+        if token in self.pair.eog_ids:
+            state.finish = "stop"
+        else:
+            state.tokens.append(token)
+            state.sources.append(side)
+            checked = len(state.text)
+            state.text += state.decoder.decode(self.pair.piece(token))
+            cut_by_stop = self._cut_at_stop(state, checked)
+            if state.finish is None and len(state.tokens) >= settings.max_tokens:
+                state.finish = "length"
+            if state.finish is None and max(state.positions.values()) + 1 >= self.engine.ctx_size:
+                state.finish = "context"
+        if state.finish is None:
+            visible = len(state.text) - self._holdback  # a stop string may still be forming
+        else:
+            if not cut_by_stop:
+                state.text += state.decoder.decode(b"", final=True)
+            visible = len(state.text)
+        text = state.text[state.emitted:max(visible, state.emitted)]
+        state.emitted += len(text)
+        return [TokenEvent(state.index, token, side, text)]
+
+    def _cut_at_stop(self, state: _SequenceState, checked: int) -> bool:
+        """End the sample at the first stop string in the new text; True if one was found."""
+        cuts = [state.text.find(stop, max(0, checked - len(stop) + 1)) for stop in self.settings.stop]
+        found = [cut for cut in cuts if cut >= 0]
+        if not found:
+            return False
+        state.text = state.text[:min(found)]
+        state.finish = "stop"
+        return True
+
+    def _decode(self, states: list[_SequenceState]) -> dict[Side, list[int]]:
+        """Append each live sequence's new token in both contexts: one batch per model (step 6)."""
+        rows: dict[Side, list[int]] = {BASE: [0] * len(self.states), ALIGNED: [0] * len(self.states)}
+        for side in SIDES:
+            context = self.engine.contexts[side]
+            context.decode([s.tokens[-1] for s in states], [s.positions[side] for s in states],
+                           [s.index for s in states], [True] * len(states))
+            for row, state in enumerate(states):
+                state.positions[side] += 1
+                rows[side][state.index] = row
+                if state.index == 0:
+                    self.engine.held[side].append(state.tokens[-1])
+        return rows
+
+
+def choose_token(wanted: Side, writer: Side | None, previous: int | None,
+                 dists: dict[Side, Distribution], is_boundary, params: SamplingParams,
+                 rng: np.random.Generator) -> tuple[int, Side]:
+    """Sample from the wanted side; a change of writer stands only on a word-initial token."""
+    token = sample(dists[wanted], params, rng)
+    if writer is None or wanted == writer or is_boundary(previous, token):
+        return token, wanted
+    return sample(dists[writer], params, rng), writer

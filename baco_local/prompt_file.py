@@ -1,0 +1,68 @@
+"""Reading prompt files: ``.txt`` (one prompt per non-empty line) or ``.jsonl`` (``{"id", "prompt"}``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PromptFileError
+
+PromptId = str | int
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    """One prompt and the id its output record carries (a .txt prompt's id is its line number)."""
+
+    id: PromptId
+    prompt: str
+
+
+def _read_text(path: Path) -> str:
+    if not path.exists():
+        raise PromptFileError(f"prompt file {path} does not exist")
+    if path.is_dir():
+        raise PromptFileError(f"prompt file {path} is a directory")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PromptFileError(f"{path} line {line}: not valid UTF-8 (byte {exc.start})") from None
+
+
+def _parse_jsonl_line(path: Path, number: int, line: str) -> PromptItem:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise PromptFileError(f"{path} line {number}: invalid JSON ({exc.msg})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+        raise PromptFileError(f'{path} line {number}: expected {{"id": ..., "prompt": "text"}}')
+    prompt_id = record.get("id", number)
+    if not isinstance(prompt_id, (str, int)) or isinstance(prompt_id, bool):
+        raise PromptFileError(f"{path} line {number}: id must be a string or an integer")
+    return PromptItem(prompt_id, record["prompt"])
+
+
+def read_prompt_file(path: str | Path) -> list[PromptItem]:
+    """All prompts of a file, in order; raises PromptFileError with the file and line."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".txt", ".jsonl"):
+        raise PromptFileError(f"prompt file {path} must end in .txt or .jsonl")
+    items: list[PromptItem] = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        items.append(_parse_jsonl_line(path, number, line) if suffix == ".jsonl" else PromptItem(number, line.strip()))
+    if not items:
+        raise PromptFileError(f"prompt file {path} has no prompts")
+    seen: set[PromptId] = set()
+    for item in items:
+        if not item.prompt.strip():
+            raise PromptFileError(f"{path}: prompt {item.id!r} is empty")
+        if item.id in seen:
+            raise PromptFileError(f"{path}: prompt id {item.id!r} appears twice")
+        seen.add(item.id)
+    return items

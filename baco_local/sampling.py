@@ -1,0 +1,164 @@
+"""Next-token distributions and sampling: pure numpy, one pass over the vocabulary per row.
+
+``Distribution`` wraps one logits row (a view into llama.cpp's buffer) and computes, lazily and at
+most once, what routers and samplers ask of it: argmax, top-1 probability, entropy, and the
+normaliser. ``sample`` applies llama.cpp's sampler flags:
+
+- ``top_k`` (0 = off): keep the k most likely tokens;
+- ``top_p`` (1 = off): keep the most likely tokens until their probability under the model's full
+  next-token distribution reaches p;
+- ``min_p`` (0 = off): keep tokens at least ``min_p`` times as likely as the most likely one;
+- ``temperature`` (0 = greedy): rescale the surviving logits, then draw.
+
+The three filters keep prefixes of the same ranking, so together they keep the shortest of the
+three prefixes; ``min_p`` is applied first because it needs only one comparison over the vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampler settings, with llama.cpp's defaults."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not self.temperature >= 0:
+            raise UsageError(f"--temp must be >= 0 (0 means greedy), got {self.temperature}")
+        if self.top_k < 0:
+            raise UsageError(f"--top-k must be >= 0 (0 means off), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise UsageError(f"--top-p must be in (0, 1] (1 means off), got {self.top_p}")
+        if not 0 <= self.min_p <= 1:
+            raise UsageError(f"--min-p must be in [0, 1] (0 means off), got {self.min_p}")
+
+    @property
+    def greedy(self) -> bool:
+        """Temperature 0: always the most likely token."""
+        return self.temperature == 0
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The settings as recorded in output files."""
+        return asdict(self)
+
+
+# Logit given to tokens a side must never produce. Finite, so that exp() gives 0 and
+# 0 * MASKED_LOGIT stays 0 in the entropy sum (with -inf it would be NaN).
+MASKED_LOGIT = np.float32(-1e30)
+
+
+class Scratch:
+    """Preallocated float32 buffers for one vocabulary size (reused by every row of a side)."""
+
+    def __init__(self, n_vocab: int) -> None:
+        self.shifted = np.empty(n_vocab, dtype=np.float32)  # logits - max
+        self.exp = np.empty(n_vocab, dtype=np.float32)  # exp(logits - max)
+
+
+class Distribution:
+    """One model's next-token distribution, computed lazily from a logits row."""
+
+    def __init__(self, logits: np.ndarray, scratch: Scratch) -> None:
+        self.logits = logits  # (V,) float32, a view valid until the next decode of its context
+        self._scratch = scratch
+        self._argmax: int | None = None
+        self._z: float | None = None
+        self._entropy: float | None = None
+
+    @property
+    def argmax(self) -> int:
+        """The most likely token id."""
+        if self._argmax is None:
+            self._argmax = int(np.argmax(self.logits))
+        return self._argmax
+
+    @property
+    def max_logit(self) -> float:
+        """The largest logit."""
+        return float(self.logits[self.argmax])
+
+    @property
+    def z(self) -> float:
+        """Sum of exp(logit - max logit) over the vocabulary (the softmax normaliser)."""
+        if self._z is None:
+            shifted, exp = self._scratch.shifted, self._scratch.exp
+            np.subtract(self.logits, self.max_logit, out=shifted)
+            np.exp(shifted, out=exp)
+            self._z = float(exp.sum(dtype=np.float64))
+        return self._z
+
+    @property
+    def top1_prob(self) -> float:
+        """Probability of the most likely token."""
+        return 1.0 / self.z
+
+    @property
+    def entropy(self) -> float:
+        """Shannon entropy in nats."""
+        if self._entropy is None:
+            z = self.z  # fills scratch.shifted and scratch.exp for this row
+            weighted = float(np.dot(self._scratch.exp, self._scratch.shifted))
+            self._entropy = float(np.log(z) - weighted / z)
+        return self._entropy
+
+    def prob(self, token: int) -> float:
+        """Probability of one token."""
+        return float(np.exp(float(self.logits[token]) - self.max_logit) / self.z)
+
+
+def _ranked_prefix(dist: Distribution, params: SamplingParams) -> np.ndarray:
+    """Token ids that survive top-k, top-p and min-p, most likely first."""
+    logits = dist.logits
+    n_vocab = logits.shape[0]
+    k = params.top_k if 0 < params.top_k < n_vocab else n_vocab
+    if params.min_p > 0:
+        threshold = dist.max_logit + np.log(params.min_p)
+        ids = np.flatnonzero(logits >= threshold)
+    elif k < n_vocab:
+        ids = np.argpartition(logits, n_vocab - k)[n_vocab - k:]
+    elif params.top_p < 1:
+        ids = _nucleus_candidates(dist, params.top_p)
+    else:
+        return np.arange(n_vocab)
+    ids = ids[np.argsort(-logits[ids], kind="stable")][:k]
+    if params.top_p < 1:
+        mass = np.cumsum(np.exp(logits[ids] - dist.max_logit, dtype=np.float64)) / dist.z
+        ids = ids[: int(np.searchsorted(mass, params.top_p)) + 1]
+    return ids
+
+
+def _nucleus_candidates(dist: Distribution, top_p: float) -> np.ndarray:
+    """The m most likely ids for the smallest tried m (64, 256, ...) whose mass reaches top_p."""
+    logits = dist.logits
+    n_vocab = logits.shape[0]
+    m = 64
+    while m < n_vocab:
+        ids = np.argpartition(logits, n_vocab - m)[n_vocab - m:]
+        if np.exp(logits[ids] - dist.max_logit, dtype=np.float64).sum() / dist.z >= top_p:
+            return ids
+        m *= 4
+    return np.arange(n_vocab)
+
+
+def sample(dist: Distribution, params: SamplingParams, rng: np.random.Generator) -> int:
+    """Draw a token id from ``dist`` under ``params`` (greedy at temperature 0)."""
+    if params.greedy:
+        return dist.argmax
+    ids = _ranked_prefix(dist, params)
+    if ids.shape[0] == 1:
+        rng.random()  # keep one draw per sampled token, whatever the filters left
+        return int(ids[0])
+    scaled = (dist.logits[ids].astype(np.float64) - dist.max_logit) / params.temperature
+    cumulative = np.cumsum(np.exp(scaled))
+    pick = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+    return int(ids[min(pick, ids.shape[0] - 1)])

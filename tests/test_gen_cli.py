@@ -1,0 +1,165 @@
+"""`baco gen` end to end: real processes, real llama.cpp, the tiny pair."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def baco(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "baco_local", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    """Exit code 2, one `Error:` line naming the problem, no traceback."""
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error:") and fragment in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture()
+def prompts(tmp_path: Path) -> Path:
+    path = tmp_path / "prompts.txt"
+    path.write_text("Tell me a story\n\nWrite about the moon\nA dog and a cat\n", encoding="utf-8")
+    return path
+
+
+def model_args(tiny_pair) -> list[str]:
+    base, aligned = tiny_pair
+    return ["--base", str(base), "--aligned", str(aligned)]
+
+
+def read_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_gen_writes_one_record_per_prompt(tiny_pair, prompts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    result = baco("gen", "--prompt-file", str(prompts), *model_args(tiny_pair), "--router", "p-punc",
+                  "--gamma", "0.3", "-n", "3", "--max-tokens", "12", "--seed", "4", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    records = read_records(out)
+    assert [r["id"] for r in records] == [1, 3, 4]  # line numbers of the non-empty lines
+    for record in records:
+        assert record["prompt"] and record["model"].startswith("baco:p-punc@0.3:")
+        assert len(record["generations"]) == 3
+        for text, sample in zip(record["generations"], record["samples"]):
+            assert isinstance(text, str)
+            assert set(sample["sources"]) <= {"A", "B"} and len(sample["sources"]) == sample["tokens"]
+            assert sample["base_fraction"] == pytest.approx(sample["sources"].count("B") / sample["tokens"], abs=1e-4)
+            assert sample["finish_reason"] in {"stop", "length"}
+        assert [s["seed"] for s in record["samples"]] == [4, 5, 6]
+        settings = record["settings"]
+        assert settings["sampling"] == {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
+        assert settings["router"] == "p-punc" and settings["gamma"] == 0.3 and settings["n"] == 3
+
+
+def test_gen_is_deterministic_and_prints_to_stdout_without_output(tiny_pair, prompts: Path) -> None:
+    args = ["gen", "-f", str(prompts), *model_args(tiny_pair), "-n", "2", "--max-tokens", "10", "--seed", "9"]
+    first, second = baco(*args), baco(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    assert len(first.stdout.splitlines()) == 3
+
+
+def test_gen_reads_jsonl_prompts(tiny_pair, tmp_path: Path) -> None:
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "Hello"}\n{"id": "b", "prompt": "Bye"}\n', encoding="utf-8")
+    result = baco("gen", "-f", str(prompts), *model_args(tiny_pair), "--max-tokens", "5")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["a", "b"]
+
+
+def test_rerun_resumes_after_an_interruption(tiny_pair, tmp_path: Path) -> None:
+    prompts = tmp_path / "many.txt"
+    prompts.write_text("".join(f"prompt number {i}\n" for i in range(30)), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    args = ["gen", "-f", str(prompts), *model_args(tiny_pair), "-n", "2", "--max-tokens", "60", "-o", str(out)]
+    process = subprocess.Popen([sys.executable, "-m", "baco_local", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = out.read_text(encoding="utf-8")
+    done_before = partial.count("\n")
+    assert 2 <= done_before < 30, "the run should have been cut short"
+    with open(out, "a", encoding="utf-8") as handle:  # simulate a torn write
+        handle.write('{"id": 99, "prompt": "torn')
+    result = baco(*args)
+    assert result.returncode == 0, result.stderr
+    records = read_records(out)
+    assert [r["id"] for r in records] == list(range(1, 31))
+    assert out.read_text(encoding="utf-8").startswith(partial)  # nothing already written was lost
+    assert "resuming" in result.stderr
+
+
+def test_rerun_with_other_settings_is_refused(tiny_pair, prompts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    assert baco("gen", "-f", str(prompts), *model_args(tiny_pair), "--max-tokens", "4", "-o", str(out)).returncode == 0
+    before = out.read_bytes()
+    result = baco("gen", "-f", str(prompts), *model_args(tiny_pair), "--max-tokens", "4", "--router", "p",
+                  "-o", str(out))
+    assert_clean_error(result, "different router")
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (None, "does not exist"),
+    (b"", "has no prompts"),
+    (b"\n  \n", "has no prompts"),
+    (b"ok\n\xff\xfe bad\n", "line 2: not valid UTF-8"),
+])
+def test_bad_prompt_files(tiny_pair, tmp_path: Path, content: bytes | None, fragment: str) -> None:
+    path = tmp_path / "prompts.txt"
+    if content is not None:
+        path.write_bytes(content)
+    assert_clean_error(baco("gen", "-f", str(path), *model_args(tiny_pair)), fragment)
+
+
+def test_bad_jsonl_line(tiny_pair, tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "fine"}\n{"prompt": \n', encoding="utf-8")
+    assert_clean_error(baco("gen", "-f", str(path), *model_args(tiny_pair)), "line 2: invalid JSON")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--router", "nonsense"], "unknown router 'nonsense'"),
+    (["--router", "p-punc", "--gamma", "1.5"], "probability in [0, 1]"),
+    (["--router", "p", "--gamma", "-0.2"], "probability in [0, 1]"),
+    (["--temp", "-1"], "--temp"),
+    (["--top-p", "0"], "--top-p"),
+    (["--max-tokens", "0"], "--max-tokens"),
+])
+def test_bad_options(tiny_pair, prompts: Path, args: list[str], fragment: str) -> None:
+    assert_clean_error(baco("gen", "-f", str(prompts), *model_args(tiny_pair), *args), fragment)
+
+
+def test_unwritable_output(tiny_pair, prompts: Path, tmp_path: Path) -> None:
+    target = tmp_path / "missing-dir" / "out.jsonl"
+    assert_clean_error(baco("gen", "-f", str(prompts), *model_args(tiny_pair), "-o", str(target)),
+                       "cannot write output file")
+    assert_clean_error(baco("gen", "-f", str(prompts), *model_args(tiny_pair), "-o", str(tmp_path)),
+                       "is a directory")
+
+
+def test_missing_and_malformed_models(tiny_pair, prompts: Path, tmp_path: Path) -> None:
+    base, aligned = tiny_pair
+    assert_clean_error(baco("gen", "-f", str(prompts), "--base", str(tmp_path / "nope.gguf"),
+                            "--aligned", str(aligned)), "nope.gguf")
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"this is not a model at all" * 10)
+    assert_clean_error(baco("gen", "-f", str(prompts), "--base", str(base), "--aligned", str(junk)), "junk.gguf")
+    assert_clean_error(baco("gen", "-f", str(prompts)), "--base")
