@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +214,8 @@ class SequenceContext:
         self._batch = llama_cpp.llama_batch_init(shape.n_batch, 0, shape.n_seq)
         self._rows: list[int] = []  # batch index of each entry that asked for logits
         self.n_evaluated = 0  # tokens decoded so far (tests count these)
+        self.n_decode_calls = 0
+        self.decode_seconds = 0.0  # time spent in llama_decode so far
 
     def close(self) -> None:
         """Free the batch and the context."""
@@ -241,12 +244,15 @@ class SequenceContext:
             if want_logits[i]:
                 self._rows.append(i)
         batch.n_tokens = n
+        started = time.perf_counter()
         status = llama_cpp.llama_decode(self.ctx, batch)
+        self.decode_seconds += time.perf_counter() - started
         if status != 0:
             reason = {1: "no free KV cache slot (context full)", 2: "aborted", -1: "invalid batch"}
             why = reason.get(status, "fatal error") + (f" ({_LOG.last_problem()})" if status < -1 else "")
             raise DecodeError(f"llama.cpp decode failed for {self.model.path.name}: {why}")
         self.n_evaluated += n
+        self.n_decode_calls += 1
 
     def prefill(self, tokens: Sequence[int], seq: int = 0, start: int = 0) -> None:
         """Evaluate a prompt on one sequence in chunks; logits of its last token are row 0."""

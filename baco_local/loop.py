@@ -35,6 +35,31 @@ SIDES: tuple[Side, Side] = (BASE, ALIGNED)
 
 
 @dataclass(frozen=True)
+class DraftPolicy:
+    """Draft-and-verify: how many tokens the writing model runs ahead (see speculative.py).
+
+    ``enabled=False`` is the step-by-step loop of this module. ``fixed_k`` pins the draft length;
+    otherwise it adapts per sample, from ``start_k``, growing by 2 after a fully accepted draft and
+    shrinking by 1 after a rejection, within [1, ``max_k``].
+    """
+
+    enabled: bool = True
+    fixed_k: int | None = None
+    start_k: int = 4
+    max_k: int = 16
+
+    def __post_init__(self) -> None:
+        if self.fixed_k is not None and not 1 <= self.fixed_k <= 64:
+            raise UsageError(f"--draft must be between 1 and 64, got {self.fixed_k}")
+
+    def describe(self) -> str:
+        """How the policy is recorded in output settings."""
+        if not self.enabled:
+            return "off"
+        return f"fixed:{self.fixed_k}" if self.fixed_k else f"adaptive:{self.start_k}-{self.max_k}"
+
+
+@dataclass(frozen=True)
 class GenerationSettings:
     """Everything that shapes one generation besides the prompt."""
 
@@ -44,6 +69,7 @@ class GenerationSettings:
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: int = 0
+    draft: DraftPolicy = DraftPolicy()
 
     def __post_init__(self) -> None:
         self.router.check_gamma(self.gamma)
@@ -182,6 +208,10 @@ class Engine:
                 raise ContextOverflowError(
                     f"the prompt is {len(tokens)} tokens for the {name} model but the context is "
                     f"{self.ctx_size}; raise --ctx-size or shorten the prompt")
+        if settings.draft.enabled:
+            from .speculative import DraftGeneration  # kept apart so this file stays the reference
+
+            return DraftGeneration(self, prompts, n, settings)
         return Generation(self, prompts, n, settings)
 
 
@@ -217,13 +247,18 @@ class Generation:
         engine._ensure_contexts(len(self.states), self.settings.max_tokens)
         for side in SIDES:
             engine._prefill(side, self.prompts[side], len(self.states))
+        yield from self._run()
+
+    def _run(self) -> Iterator[TokenEvent]:
+        """The step-by-step loop: route, sample, commit, decode in both contexts."""
         # After the prefill, every sequence's first distribution is row 0 of sequence 0.
         rows = {side: [0] * len(self.states) for side in SIDES}
         while True:
             live = [s for s in self.states if s.finish is None]
             events: list[TokenEvent] = []
             for state in live:
-                token, side = self._choose(state, rows[BASE][state.index], rows[ALIGNED][state.index])
+                dists = {side: self._row_distribution(side, rows[side][state.index]) for side in SIDES}
+                token, side = self._choose(state, dists)
                 events.extend(self._commit(state, token, side))
             yield from events
             to_decode = [s for s in live if s.finish is None]
@@ -231,22 +266,28 @@ class Generation:
                 return
             rows = self._decode(to_decode)
 
-    def _distribution(self, side: Side, row: int) -> Distribution:
-        context = self.engine.contexts[side]
-        logits = context.logits(row)
+    def _distribution(self, side: Side, logits: np.ndarray) -> Distribution:
+        """Wrap one logits row of ``side``, masking ids the other context cannot decode."""
         masked = self.pair.base_masked if side == BASE else self.pair.aligned_masked
         if masked.size:
             logits[masked] = MASKED_LOGIT
         return Distribution(logits, self.engine._scratch[side])
 
-    def _choose(self, state: _SequenceState, base_row: int, aligned_row: int) -> tuple[int, Side]:
-        """Route and sample one token for one sequence (steps 1-4 of the loop)."""
-        dists = {BASE: self._distribution(BASE, base_row), ALIGNED: self._distribution(ALIGNED, aligned_row)}
+    def _row_distribution(self, side: Side, row: int) -> Distribution:
+        """The distribution of output ``row`` of ``side``'s last decode."""
+        return self._distribution(side, self.engine.contexts[side].logits(row))
+
+    def _route(self, state: _SequenceState, dists: dict[Side, Distribution]) -> Side:
+        """Ask the router which side should write (one routing draw per routed position)."""
         settings = self.settings
         signals = Signals(dists[BASE], dists[ALIGNED], self.pair.classes, settings.gamma,
                           float(state.route_rng.random()))
-        return choose_token(settings.router.route(signals), state.writer, state.previous, dists,
-                            self.pair.classes.is_boundary, settings.sampling, state.sample_rng)
+        return settings.router.route(signals)
+
+    def _choose(self, state: _SequenceState, dists: dict[Side, Distribution]) -> tuple[int, Side]:
+        """Route and sample one token for one sequence (steps 3-4 of the loop)."""
+        return choose_token(self._route(state, dists), state.writer, state.previous, dists,
+                            self.pair.classes.is_boundary, self.settings.sampling, state.sample_rng)
 
     def _commit(self, state: _SequenceState, token: int, side: Side) -> list[TokenEvent]:
         """Record a chosen token and decide whether the sample is finished (step 5)."""

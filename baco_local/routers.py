@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 from .errors import UsageError
-from .sampling import Distribution
+from .sampling import Distribution, FrozenDistribution
 from .vocab import TokenClasses
 
 Side = Literal["A", "B"]
@@ -28,8 +28,8 @@ GammaKind = Literal["probability", "entropy", "unused"]
 class Signals:
     """Everything a router may look at for one step of one sequence."""
 
-    base: Distribution
-    aligned: Distribution
+    base: Distribution | FrozenDistribution
+    aligned: Distribution | FrozenDistribution
     classes: TokenClasses
     gamma: float
     draw: float  # a uniform [0, 1) number from the routing random stream (used by `random`)
@@ -100,6 +100,11 @@ class Router:
             if opinion is not None:
                 return opinion
         return self.logit_rule(signals)
+
+    @property
+    def needs_entropy(self) -> bool:
+        """Whether the logit rule reads the base model's entropy (the only costly statistic)."""
+        return self.gamma_kind == "entropy"
 
     def check_gamma(self, gamma: float) -> None:
         """Refuse a γ this router cannot use."""

@@ -87,14 +87,22 @@ class Distribution:
         """The largest logit."""
         return float(self.logits[self.argmax])
 
+    def frozen(self, *, with_entropy: bool) -> "FrozenDistribution":
+        """The statistics routers read, kept after the logits row is gone (for draft-and-verify)."""
+        return FrozenDistribution(self.argmax, self.z, self.entropy if with_entropy else float("nan"))
+
+    def _fill_scratch(self) -> float:
+        """Write logits - max and exp(logits - max) into the scratch buffers; return their sum."""
+        shifted, exp = self._scratch.shifted, self._scratch.exp
+        np.subtract(self.logits, self.max_logit, out=shifted)
+        np.exp(shifted, out=exp)
+        return float(exp.sum(dtype=np.float64))
+
     @property
     def z(self) -> float:
         """Sum of exp(logit - max logit) over the vocabulary (the softmax normaliser)."""
         if self._z is None:
-            shifted, exp = self._scratch.shifted, self._scratch.exp
-            np.subtract(self.logits, self.max_logit, out=shifted)
-            np.exp(shifted, out=exp)
-            self._z = float(exp.sum(dtype=np.float64))
+            self._z = self._fill_scratch()
         return self._z
 
     @property
@@ -104,9 +112,9 @@ class Distribution:
 
     @property
     def entropy(self) -> float:
-        """Shannon entropy in nats."""
+        """Shannon entropy in nats (refills the shared scratch: another row may have used it)."""
         if self._entropy is None:
-            z = self.z  # fills scratch.shifted and scratch.exp for this row
+            self._z = z = self._fill_scratch()
             weighted = float(np.dot(self._scratch.exp, self._scratch.shifted))
             self._entropy = float(np.log(z) - weighted / z)
         return self._entropy
@@ -114,6 +122,20 @@ class Distribution:
     def prob(self, token: int) -> float:
         """Probability of one token."""
         return float(np.exp(float(self.logits[token]) - self.max_logit) / self.z)
+
+
+@dataclass(frozen=True)
+class FrozenDistribution:
+    """Argmax, normaliser and entropy of a distribution whose logits are no longer available."""
+
+    argmax: int
+    z: float
+    entropy: float
+
+    @property
+    def top1_prob(self) -> float:
+        """Probability of the most likely token."""
+        return 1.0 / self.z
 
 
 def _ranked_prefix(dist: Distribution, params: SamplingParams) -> np.ndarray:

@@ -29,7 +29,7 @@ def pair(tiny_pair):
 
 @pytest.fixture(scope="module")
 def engine(pair):
-    eng = Engine(pair, ctx_size=256)
+    eng = Engine(pair, ctx_size=256, threads=1)
     yield eng
     eng.close()
 
@@ -38,8 +38,8 @@ def engine(pair):
 def references(tiny_pair):
     """Single-model llama.cpp instances for fresh, independent evaluation of prefixes."""
     base, aligned = tiny_pair
-    models = {BASE: llama_cpp.Llama(str(base), n_ctx=256, verbose=False),
-              ALIGNED: llama_cpp.Llama(str(aligned), n_ctx=256, verbose=False)}
+    models = {BASE: llama_cpp.Llama(str(base), n_ctx=256, n_threads=1, n_threads_batch=1, verbose=False),
+              ALIGNED: llama_cpp.Llama(str(aligned), n_ctx=256, n_threads=1, n_threads_batch=1, verbose=False)}
     yield models
     for model in models.values():
         model.close()

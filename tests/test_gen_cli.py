@@ -37,7 +37,7 @@ def prompts(tmp_path: Path) -> Path:
 
 def model_args(tiny_pair) -> list[str]:
     base, aligned = tiny_pair
-    return ["--base", str(base), "--aligned", str(aligned)]
+    return ["--base", str(base), "--aligned", str(aligned), "--threads", "1"]
 
 
 def read_records(path: Path) -> list[dict]:

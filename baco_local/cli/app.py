@@ -13,6 +13,7 @@ import typer
 
 from ..errors import BacoError
 from .console import error_line
+from .eval_cmd import eval_command
 from .gen import gen_command
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("gen")(gen_command)
+app.command("eval")(eval_command)
 
 
 @app.callback()

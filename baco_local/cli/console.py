@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
@@ -10,9 +11,9 @@ stderr = Console(stderr=True, highlight=False)
 
 def note(message: str) -> None:
     """A dim informational line on stderr."""
-    stderr.print(f"[dim]{message}[/dim]")
+    stderr.print(f"[dim]{escape(message)}[/dim]")
 
 
 def error_line(message: str) -> None:
     """The single ``Error: ...`` line for a failure."""
-    stderr.print(f"[bold red]Error:[/bold red] {message}", markup=True, highlight=False, soft_wrap=True)
+    stderr.print(f"[bold red]Error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)

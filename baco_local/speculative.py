@@ -1,0 +1,170 @@
+"""Draft and verify: the same BACo output as loop.py, with far fewer decode calls.
+
+In the step-by-step loop every token costs two decode calls, one per model. But a model that keeps
+writing does not need the other model's distribution until the router would switch to it, and the
+other model can score many positions in one batch almost as fast as one. So each round, for every
+live sample:
+
+1. the *writer* (the side that wrote the last token) drafts up to K tokens on its own, one decode
+   per token, keeping only the router's statistics of each draft position;
+2. the *other* model decodes the same K inputs in one batch, giving its K distributions;
+3. the router is replayed position by position exactly as the step loop would: where it keeps the
+   writer (or a switch is refused because the other model's token would split a word), the draft
+   token stands; at the first position where the other model takes over, its token is sampled from
+   its distribution there and the round ends;
+4. both caches are cut back to the kept tokens; the last kept token is decoded next round.
+
+The output distribution is exactly the step loop's (each draft token is an independent draw from
+the writer's distribution at its prefix, the routing draws happen in the same order), and under
+greedy sampling the tokens are identical. K adapts per sample (DraftPolicy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from .loop import SIDES, Generation, TokenEvent, _SequenceState
+from .routers import ALIGNED, BASE, Side
+from .sampling import FrozenDistribution, sample
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """One drafted token and the writer's statistics at its position."""
+
+    token: int
+    stats: FrozenDistribution
+
+
+def _other(side: Side) -> Side:
+    return ALIGNED if side == BASE else BASE
+
+
+class DraftGeneration(Generation):
+    """A Generation whose tokens are produced by draft-and-verify rounds."""
+
+    def _run(self) -> Iterator[TokenEvent]:
+        policy = self.settings.draft
+        self._k = {s.index: policy.fixed_k or policy.start_k for s in self.states}
+        # Both distributions of the first position come from the prefill: one ordinary step.
+        events: list[TokenEvent] = []
+        for state in self.states:
+            dists = {side: self._row_distribution(side, 0) for side in SIDES}
+            events.extend(self._commit(state, *self._choose(state, dists)))
+        yield from events
+        while True:
+            live = [s for s in self.states if s.finish is None]
+            if not live:
+                return
+            drafts = self._draft(live)
+            rows = self._verify(live, drafts)
+            events = []
+            for state in live:
+                events.extend(self._settle(state, drafts[state.index], rows[state.index]))
+            yield from events
+
+    def _budget(self, state: _SequenceState) -> int:
+        """How many tokens this sample may draft this round (never past its limits)."""
+        room = self.engine.ctx_size - 1 - max(state.positions.values())
+        batch_room = self.engine.contexts[BASE].shape.n_batch // len(self.states)  # verify is one batch
+        return max(1, min(self._k[state.index], self.settings.max_tokens - len(state.tokens), room, batch_room))
+
+    def _inputs(self, state: _SequenceState, drafts: list[_Draft], count: int) -> list[int]:
+        """The tokens both contexts decode this round: the pending token, then all drafts but the last."""
+        return [state.tokens[-1], *(d.token for d in drafts[: count - 1])]
+
+    def _decode_group(self, side: Side, group: list[_SequenceState], inputs: dict[int, list[int]],
+                      offset: int | None) -> dict[int, list[int]]:
+        """Decode, in ``side``'s context, each sample's inputs (all, or only the one at ``offset``).
+
+        Returns the output rows of each sample, in input order.
+        """
+        tokens: list[int] = []
+        positions: list[int] = []
+        seqs: list[int] = []
+        rows: dict[int, list[int]] = {}
+        for state in group:
+            first = offset or 0
+            chosen = inputs[state.index][first:] if offset is None else [inputs[state.index][offset]]
+            rows[state.index] = list(range(len(tokens), len(tokens) + len(chosen)))
+            tokens.extend(chosen)
+            positions.extend(range(state.positions[side] + first, state.positions[side] + first + len(chosen)))
+            seqs.extend([state.index] * len(chosen))
+        self.engine.contexts[side].decode(tokens, positions, seqs, [True] * len(tokens))
+        if 0 in rows:  # sequence 0's cache content is remembered for prefix reuse
+            self.engine.held[side].extend(tokens[i] for i in rows[0])
+        return rows
+
+    def _draft(self, live: list[_SequenceState]) -> dict[int, list[_Draft]]:
+        """Step 1: every writer runs ahead, all samples with the same writer in one batch per step."""
+        params = self.settings.sampling
+        with_entropy = self.settings.router.needs_entropy
+        budgets = {s.index: self._budget(s) for s in live}
+        drafts: dict[int, list[_Draft]] = {s.index: [] for s in live}
+        for step in range(max(budgets.values())):
+            active = [s for s in live if len(drafts[s.index]) == step < budgets[s.index]]
+            for side in SIDES:
+                group = [s for s in active if s.writer == side]
+                if not group:
+                    continue
+                inputs = {s.index: self._inputs(s, drafts[s.index], step + 1) for s in group}
+                rows = self._decode_group(side, group, inputs, offset=step)
+                for state in group:
+                    dist = self._row_distribution(side, rows[state.index][0])
+                    token = sample(dist, params, state.sample_rng)
+                    drafts[state.index].append(_Draft(token, dist.frozen(with_entropy=with_entropy)))
+                    if token in self.pair.eog_ids:
+                        budgets[state.index] = step + 1
+        return drafts
+
+    def _verify(self, live: list[_SequenceState], drafts: dict[int, list[_Draft]]) -> dict[int, list[int]]:
+        """Step 2: the other model decodes every sample's draft inputs in one batch."""
+        rows: dict[int, list[int]] = {}
+        for side in SIDES:
+            group = [s for s in live if s.writer != side]
+            if group:
+                inputs = {s.index: self._inputs(s, drafts[s.index], len(drafts[s.index])) for s in group}
+                rows.update(self._decode_group(side, group, inputs, offset=None))
+        return rows
+
+    def _settle(self, state: _SequenceState, drafts: list[_Draft], rows: list[int]) -> list[TokenEvent]:
+        """Steps 3-4: replay the router over the drafts, commit the kept tokens, cut both caches."""
+        writer = state.writer
+        other = _other(writer)
+        start = dict(state.positions)  # where the pending token was decoded in each context
+        events: list[TokenEvent] = []
+        rejected = False
+        for j, draft in enumerate(drafts):
+            state.positions = {side: start[side] + 1 + j for side in SIDES}
+            other_dist = self._row_distribution(other, rows[j])
+            dists = {writer: draft.stats, other: other_dist}
+            token, side = draft.token, writer
+            if self._route(state, dists) != writer:  # type: ignore[arg-type]
+                candidate = sample(other_dist, self.settings.sampling, state.sample_rng)
+                if self.pair.classes.is_boundary(state.previous, candidate):
+                    token, side, rejected = candidate, other, True
+            events.extend(self._commit(state, token, side))
+            if rejected or state.finish is not None:
+                break
+        kept = len(events)
+        self._rewind(state, start, kept)
+        self._adapt(state, accepted_all=not rejected and kept == len(drafts))
+        return events
+
+    def _rewind(self, state: _SequenceState, start: dict[Side, int], kept: int) -> None:
+        """Cut both caches back to the pending token plus the kept tokens but the last."""
+        for side in SIDES:
+            keep = start[side] + kept
+            if state.index == 0:
+                del self.engine.held[side][keep:]  # bookkeeping first: it must never claim more
+            self.engine.contexts[side].truncate(state.index, keep)
+            state.positions[side] = keep
+
+    def _adapt(self, state: _SequenceState, *, accepted_all: bool) -> None:
+        """Grow the draft after full acceptance, shrink it after a rejection (unless fixed)."""
+        policy = self.settings.draft
+        if policy.fixed_k:
+            return
+        k = self._k[state.index]
+        self._k[state.index] = min(policy.max_k, k + 2) if accepted_all else max(1, k - 1)

