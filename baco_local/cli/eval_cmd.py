@@ -11,7 +11,7 @@ from rich.progress import track
 
 from ..metrics.embed import DEFAULT_EMBEDDER, Embedder, embedder_requirements, load_embedder
 from ..metrics.evaluate import Evaluator, ModelSummary, QualityScorer, summarise
-from ..metrics.extras import EXTRA, available
+from ..metrics.extras import EXTRA, INSTALL_HINT, available
 from ..metrics.generations import read_generations
 from ..metrics.report import overall_table, prompt_table, report_document, write_json
 from .console import note, stderr, stdout
@@ -26,7 +26,7 @@ def choose_embedder(semantic: bool | None, spec: str) -> Embedder | None:
     if semantic is False:
         return None
     if semantic is None and spec == DEFAULT_EMBEDDER and not available(embedder_requirements(spec)):
-        note(escape(f"semantic metrics skipped: pip install '{EXTRA}' to get them"))
+        note(f"semantic metrics skipped: {INSTALL_HINT}")
         return None
     return load_embedder(spec)
 

