@@ -1,8 +1,7 @@
 """`baco eval` in-process: tables, the JSON report, semantic on/off, and one-line errors.
 
-The command is registered on a throwaway Typer app, and errors go through the same handling as
-``baco``'s entry point (a BacoError becomes one ``Error:`` line and its exit code; the message is
-escaped, since it may hold square brackets such as ``baco-local[eval]``).
+The command runs through ``baco``'s real entry point: a BacoError becomes one ``Error:`` line and
+its exit code (square brackets such as ``baco-local[eval]`` must survive rich's markup).
 """
 
 from __future__ import annotations
@@ -12,12 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import typer
-from rich.markup import escape
 
-from baco_local.cli.console import error_line
-from baco_local.cli.eval_cmd import eval_command
-from baco_local.errors import BacoError
+from baco_local.cli.app import main
 from baco_local.metrics.extras import SEMANTIC_MODULES, available
 
 RECORDS = [
@@ -30,21 +25,11 @@ RECORDS = [
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command("eval")(eval_command)
-
-    @app.callback()
-    def _root() -> None:
-        """A group, so that 'eval' is a sub-command as in baco."""
-
-    try:
-        app(args=["eval", *args], standalone_mode=False)
-        code = 0
-    except BacoError as exc:
-        error_line(escape(str(exc)))
-        code = exc.exit_code
+    """Run `baco eval ARGS` through the real entry point (its one error handler included)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", *args])
     captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return exit_info.value.code, captured.out, captured.err
 
 
 @pytest.fixture()
