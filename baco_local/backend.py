@@ -13,6 +13,7 @@ import ctypes
 import os
 import threading
 import time
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +216,7 @@ class SequenceContext:
         self._rows: list[int] = []  # batch index of each entry that asked for logits
         self.n_evaluated = 0  # tokens decoded so far (tests count these)
         self.n_decode_calls = 0
+        self.decode_seconds = 0.0  # wall time spent inside llama_decode
         self.decode_seconds = 0.0  # time spent in llama_decode so far
 
     def close(self) -> None:
@@ -245,7 +247,9 @@ class SequenceContext:
                 self._rows.append(i)
         batch.n_tokens = n
         started = time.perf_counter()
+        started = time.perf_counter()
         status = llama_cpp.llama_decode(self.ctx, batch)
+        self.decode_seconds += time.perf_counter() - started
         self.decode_seconds += time.perf_counter() - started
         if status != 0:
             reason = {1: "no free KV cache slot (context full)", 2: "aborted", -1: "invalid batch"}
