@@ -40,6 +40,8 @@ def gen_command(
     seed: opt.SeedOpt = 0,
     max_tokens: opt.MaxTokensOpt = 256,
     stop: opt.StopOpt = None,
+    draft: opt.DraftOpt = None,
+    no_draft: opt.NoDraftOpt = False,
     ctx_size: opt.CtxSizeOpt = opt.DEFAULT_CTX,
     gpu_layers: opt.GpuLayersOpt = 0,
     threads: opt.ThreadsOpt = None,
@@ -50,7 +52,7 @@ def gen_command(
     choice = ModelChoice(base, aligned, pair, chat_template_file, base_template, gpu_layers, yes)
     resolved = resolve_models(choice)
     settings = build_settings(router, gamma, resolved, temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
-                              max_tokens=max_tokens, stop=stop, seed=seed)
+                              max_tokens=max_tokens, stop=stop, seed=seed, draft=draft, no_draft=no_draft)
     items = read_prompt_file(prompt_file)
     record_settings = settings_record(settings, resolved, n, ctx_size)
     done: set = set()

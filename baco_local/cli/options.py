@@ -53,6 +53,10 @@ MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Most tokens gen
 StopOpt = Annotated[Optional[list[str]], typer.Option("--stop", help="Stop string (repeatable).",
                                                       rich_help_panel=SAMPLING)]
 
+DraftOpt = Annotated[Optional[int], typer.Option(
+    "--draft", help="Fixed draft length K for draft-and-verify (default: adaptive, 1..16).", rich_help_panel=RUNTIME)]
+NoDraftOpt = Annotated[bool, typer.Option(
+    "--no-draft", help="Use the plain step-by-step loop (same output, slower).", rich_help_panel=RUNTIME)]
 CtxSizeOpt = Annotated[int, typer.Option("--ctx-size", "-c", help="Context window per sample (prompt + output).",
                                          rich_help_panel=RUNTIME)]
 GpuLayersOpt = Annotated[int, typer.Option("--gpu-layers", "-ngl", help="Layers to offload to the GPU "

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ChatTemplateError, UsageError
-from ..loop import Engine, GenerationSettings
+from ..loop import DraftPolicy, Engine, GenerationSettings
 from ..pair import ModelPair, PairSpec
 from ..prompts import DEFAULT_BASE_TEMPLATE
 from ..routers import get_router
@@ -71,8 +71,10 @@ def resolve_models(choice: ModelChoice) -> ResolvedChoice:
 
 def build_settings(router: str | None, gamma: float | None, resolved: ResolvedChoice, *, temp: float, top_k: int,
                    top_p: float, min_p: float, max_tokens: int, stop: list[str] | None,
-                   seed: int) -> GenerationSettings:
+                   seed: int, draft: int | None = None, no_draft: bool = False) -> GenerationSettings:
     """Validate routing and sampling values (before any model is loaded)."""
+    if draft is not None and no_draft:
+        raise UsageError("give --draft K or --no-draft, not both")
     return GenerationSettings(
         router=get_router(router or resolved.default_router),
         gamma=resolved.default_gamma if gamma is None else gamma,
@@ -80,6 +82,7 @@ def build_settings(router: str | None, gamma: float | None, resolved: ResolvedCh
         max_tokens=max_tokens,
         stop=tuple(stop or ()),
         seed=seed,
+        draft=DraftPolicy(enabled=not no_draft, fixed_k=draft),
     )
 
 
@@ -97,6 +100,7 @@ def settings_record(settings: GenerationSettings, resolved: ResolvedChoice, n: i
         "max_tokens": settings.max_tokens,
         "stop": list(settings.stop),
         "seed": settings.seed,
+        "draft": settings.draft.describe(),
         "ctx_size": ctx_size,
         "base_template": spec.base_template,
     }
