@@ -26,6 +26,7 @@ import numpy as np
 
 from .backend import ContextShape, SequenceContext, default_threads
 from .errors import ContextOverflowError, UsageError
+from .memory import kv_cells
 from .pair import ModelPair
 from .prompts import Message
 from .routers import ALIGNED, BASE, Router, Side, Signals
@@ -168,7 +169,7 @@ class Engine:
 
     def _ensure_contexts(self, n_seq: int, max_tokens: int) -> None:
         """(Re)create both contexts when a run needs more sequences or cells than they have."""
-        cells = self.ctx_size + (n_seq - 1) * min(max_tokens, self.ctx_size)
+        cells = kv_cells(self.ctx_size, n_seq, max_tokens)
         current = self.contexts.get(BASE)
         if current and current.shape.n_seq >= n_seq and current.shape.n_cells >= cells:
             return

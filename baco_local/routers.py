@@ -115,6 +115,8 @@ class Router:
 
 
 ROUTERS: dict[str, Router] = {}
+DEFAULT_ROUTER = "p-punc"  # the paper's best
+DEFAULT_GAMMA = 0.3
 
 
 def register(router: Router) -> Router:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_models import write_large_sparse_model
 
 
 def baco(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -163,3 +164,33 @@ def test_missing_and_malformed_models(tiny_pair, prompts: Path, tmp_path: Path) 
     junk.write_bytes(b"this is not a model at all" * 10)
     assert_clean_error(baco("gen", "-f", str(prompts), "--base", str(base), "--aligned", str(junk)), "junk.gguf")
     assert_clean_error(baco("gen", "-f", str(prompts)), "--base")
+
+
+def test_gen_with_a_pair_from_a_user_registry(tiny_pair, prompts: Path, tmp_path: Path) -> None:
+    base, aligned = tiny_pair
+    registry = tmp_path / "models.toml"
+    registry.write_text(
+        '[pairs.tiny]\nrouter = "p"\ngamma = 0.5\nbase_template = "Q: {prompt}\\nA:\\n"\n'
+        f'[pairs.tiny.base]\npath = "{base}"\n[pairs.tiny.aligned]\npath = "{aligned}"\n', encoding="utf-8")
+    env = {**os.environ, "BACO_MODELS": str(registry)}
+    result = subprocess.run([sys.executable, "-m", "baco_local", "gen", "-f", str(prompts), "--pair", "tiny",
+                             "--max-tokens", "6", "-t", "1"], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.splitlines()[0])
+    assert record["model"] == "baco:p@0.5:tiny"  # the pair's own router and γ
+    assert record["settings"]["base_template"] == "Q: {prompt}\nA:\n"
+    assert "memory" in result.stderr.lower()  # the estimate is printed before loading
+    unknown = subprocess.run([sys.executable, "-m", "baco_local", "gen", "-f", str(prompts), "--pair", "nope"],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert_clean_error(unknown, "nope")
+
+
+def test_gen_refuses_a_run_that_cannot_fit_in_memory(prompts: Path, tmp_path: Path) -> None:
+    """Two 32 GiB models (sparse files: no disk used) cannot fit: refused before loading."""
+    base = write_large_sparse_model(tmp_path / "big-base.gguf", n_embd=32768)
+    aligned = write_large_sparse_model(tmp_path / "big-aligned.gguf", n_embd=32768)
+    result = baco("gen", "-f", str(prompts), "--base", str(base), "--aligned", str(aligned))
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "GiB" in errors[0] and "--ignore-memory" in errors[0]
+    assert "Traceback" not in result.stderr

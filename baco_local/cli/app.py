@@ -12,9 +12,11 @@ import click
 import typer
 
 from ..errors import BacoError
+from .chat_cmd import chat_command
 from .console import error_line
 from .eval_cmd import eval_command
 from .gen import gen_command
+from .models_cmd import models_app
 
 app = typer.Typer(
     name="baco",
@@ -24,7 +26,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("gen")(gen_command)
+app.command("chat")(chat_command)
 app.command("eval")(eval_command)
+app.add_typer(models_app, name="models")
 
 
 @app.callback()

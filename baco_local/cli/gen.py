@@ -31,7 +31,7 @@ def gen_command(
     chat_template_file: opt.ChatTemplateOpt = None,
     base_template: opt.BaseTemplateOpt = None,
     system: Annotated[Optional[str], typer.Option("--system", help="System prompt for every prompt.")] = None,
-    router: opt.RouterOpt = opt.DEFAULT_ROUTER,
+    router: opt.RouterOpt = None,
     gamma: opt.GammaOpt = None,
     temp: opt.TempOpt = opt.DEFAULT_TEMP,
     top_k: opt.TopKOpt = opt.DEFAULT_TOP_K,
@@ -45,6 +45,7 @@ def gen_command(
     ctx_size: opt.CtxSizeOpt = opt.DEFAULT_CTX,
     gpu_layers: opt.GpuLayersOpt = 0,
     threads: opt.ThreadsOpt = None,
+    ignore_memory: opt.IgnoreMemoryOpt = False,
 ) -> None:
     """Generate N samples per prompt with a router, writing NoveltyBench-style JSONL."""
     if n < 1:
@@ -69,7 +70,8 @@ def gen_command(
     if not todo:
         writer.close()
         return
-    engine = open_engine(resolved, ctx_size=ctx_size, threads=threads)
+    engine = open_engine(resolved, ctx_size=ctx_size, threads=threads, n_seq=n, max_tokens=max_tokens,
+                         ignore_memory=ignore_memory)
     messages_prefix = [Message("system", system)] if system else []
     try:
         with _progress() as progress:

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..routers import ROUTERS
+from ..routers import DEFAULT_GAMMA, DEFAULT_ROUTER, ROUTERS
 from ..sampling import SamplingParams
 
 _DEFAULTS = SamplingParams()
@@ -36,11 +36,12 @@ BaseTemplateOpt = Annotated[Optional[str], typer.Option(
     "--base-template", help="Plain prompt template for the base model, with {prompt} "
     "(default: the pair's, else 'User: {prompt}\\nAssistant:\\n').", rich_help_panel=MODEL)]
 
-RouterOpt = Annotated[str, typer.Option("--router", "-r", help=f"Router: {', '.join(ROUTERS)}.",
-                                        rich_help_panel=ROUTING)]
+RouterOpt = Annotated[Optional[str], typer.Option(
+    "--router", "-r", help=f"Router: {', '.join(ROUTERS)} (default: the pair's, else {DEFAULT_ROUTER}).",
+    rich_help_panel=ROUTING)]
 GammaOpt = Annotated[Optional[float], typer.Option(
     "--gamma", "-g", help="Router threshold γ: a probability for p/p-punc/p-fc/nudging/random, nats for "
-    "h/h-punc (default: the pair's, else 0.3).", rich_help_panel=ROUTING)]
+    "h/h-punc (default: the pair's, else {DEFAULT_GAMMA}).", rich_help_panel=ROUTING)]
 
 TempOpt = Annotated[float, typer.Option("--temp", help="Temperature (0 = greedy).", rich_help_panel=SAMPLING)]
 TopKOpt = Annotated[int, typer.Option("--top-k", help="Top-k (0 = off).", rich_help_panel=SAMPLING)]
@@ -57,6 +58,8 @@ DraftOpt = Annotated[Optional[int], typer.Option(
     "--draft", help="Fixed draft length K for draft-and-verify (default: adaptive, 1..16).", rich_help_panel=RUNTIME)]
 NoDraftOpt = Annotated[bool, typer.Option(
     "--no-draft", help="Use the plain step-by-step loop (same output, slower).", rich_help_panel=RUNTIME)]
+IgnoreMemoryOpt = Annotated[bool, typer.Option(
+    "--ignore-memory", help="Start even if the estimated memory exceeds what is available.", rich_help_panel=RUNTIME)]
 CtxSizeOpt = Annotated[int, typer.Option("--ctx-size", "-c", help="Context window per sample (prompt + output).",
                                          rich_help_panel=RUNTIME)]
 GpuLayersOpt = Annotated[int, typer.Option("--gpu-layers", "-ngl", help="Layers to offload to the GPU "
@@ -68,6 +71,4 @@ DEFAULT_TEMP = _DEFAULTS.temperature
 DEFAULT_TOP_K = _DEFAULTS.top_k
 DEFAULT_TOP_P = _DEFAULTS.top_p
 DEFAULT_MIN_P = _DEFAULTS.min_p
-DEFAULT_ROUTER = "p-punc"
-DEFAULT_GAMMA = 0.3
 DEFAULT_CTX = 4096

@@ -8,11 +8,12 @@ from typing import Any
 
 from ..errors import ChatTemplateError, UsageError
 from ..loop import DraftPolicy, Engine, GenerationSettings
+from ..gguf_file import read_gguf
+from ..memory import kv_cells
 from ..pair import ModelPair, PairSpec
 from ..prompts import DEFAULT_BASE_TEMPLATE
-from ..routers import get_router
+from ..routers import DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
 from ..sampling import SamplingParams
-from . import options as opt
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def resolve_models(choice: ModelChoice) -> ResolvedChoice:
     if choice.pair is not None:
         if choice.base is not None or choice.aligned is not None:
             raise UsageError("give either --pair or --base/--aligned, not both")
-        from ..registry import resolve_pair_for_cli  # the registry is only needed with --pair
+        from .models_cmd import resolve_pair_for_cli  # the registry is only needed with --pair
 
         resolved = resolve_pair_for_cli(choice.pair, assume_yes=choice.assume_yes)
         spec = PairSpec(resolved.base_path, resolved.aligned_path,
@@ -66,7 +67,7 @@ def resolve_models(choice: ModelChoice) -> ResolvedChoice:
     spec = PairSpec(choice.base, choice.aligned, base_template=choice.base_template or DEFAULT_BASE_TEMPLATE,
                     chat_template=chat_template, base_gpu_layers=choice.gpu_layers,
                     aligned_gpu_layers=choice.gpu_layers)
-    return ResolvedChoice(spec, opt.DEFAULT_ROUTER, opt.DEFAULT_GAMMA, f"{choice.base.stem}+{choice.aligned.stem}")
+    return ResolvedChoice(spec, DEFAULT_ROUTER, DEFAULT_GAMMA, f"{choice.base.stem}+{choice.aligned.stem}")
 
 
 def build_settings(router: str | None, gamma: float | None, resolved: ResolvedChoice, *, temp: float, top_k: int,
@@ -106,6 +107,19 @@ def settings_record(settings: GenerationSettings, resolved: ResolvedChoice, n: i
     }
 
 
-def open_engine(resolved: ResolvedChoice, *, ctx_size: int, threads: int | None) -> Engine:
-    """Load and check the pair, then make its engine."""
-    return Engine(ModelPair(resolved.spec), ctx_size=ctx_size, threads=threads)
+def open_engine(resolved: ResolvedChoice, *, ctx_size: int, threads: int | None, n_seq: int, max_tokens: int,
+                ignore_memory: bool) -> Engine:
+    """Print the memory estimate, refuse a run that cannot fit, then load the pair and make its engine.
+
+    With GPU offload the limit that matters is the GPU's, which this check does not know: it only
+    prints the estimate then.
+    """
+    from .models_cmd import check_memory_for_run
+
+    spec = resolved.spec
+    offloaded = spec.base_gpu_layers != 0 or spec.aligned_gpu_layers != 0
+    trained = [s.context_length for s in (read_gguf(spec.base_path), read_gguf(spec.aligned_path)) if s.context_length]
+    effective_ctx = min([ctx_size, *trained])  # the engine never uses more than the models were trained for
+    check_memory_for_run(spec.base_path, spec.aligned_path, n_cells=kv_cells(effective_ctx, n_seq, max_tokens),
+                         n_seq=n_seq, ignore_limit=ignore_memory or offloaded)
+    return Engine(ModelPair(spec), ctx_size=ctx_size, threads=threads)
