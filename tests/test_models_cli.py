@@ -171,6 +171,6 @@ def test_memory_helper_prints_the_estimate_and_refuses_when_short(pair_files: tu
     estimate = models_cmd.check_memory_for_run(*pair_files, n_cells=1024, n_seq=2)
     assert "memory estimate" in capsys.readouterr().err
     monkeypatch.setattr(memory, "available_memory", lambda: estimate.total // 2)
-    with pytest.raises(MemoryBudgetError, match="override the memory check"):
+    with pytest.raises(MemoryBudgetError, match="--ignore-memory"):
         models_cmd.check_memory_for_run(*pair_files, n_cells=1024, n_seq=2)
     models_cmd.check_memory_for_run(*pair_files, n_cells=1024, n_seq=2, ignore_limit=True)
