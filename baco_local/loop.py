@@ -30,7 +30,7 @@ from .memory import kv_cells
 from .pair import ModelPair
 from .prompts import Message
 from .routers import ALIGNED, BASE, Router, Side, Signals
-from .sampling import MASKED_LOGIT, Distribution, SamplingParams, Scratch, sample
+from .sampling import MASKED_LOGIT, Distribution, SamplingParams, Scratch, mixture, sample
 
 SIDES: tuple[Side, Side] = (BASE, ALIGNED)
 
@@ -71,9 +71,12 @@ class GenerationSettings:
     stop: tuple[str, ...] = ()
     seed: int = 0
     draft: DraftPolicy = DraftPolicy()
+    ensemble: float | None = None  # sample from w·P_base + (1 − w)·P_aligned instead of routing
 
     def __post_init__(self) -> None:
         self.router.check_gamma(self.gamma)
+        if self.ensemble is not None and not 0 <= self.ensemble <= 1:
+            raise UsageError(f"the ensemble weight is a probability in [0, 1], got {self.ensemble}")
         if self.max_tokens < 1:
             raise UsageError(f"--max-tokens must be at least 1, got {self.max_tokens}")
         if any(not s for s in self.stop):
@@ -158,6 +161,7 @@ class Engine:
         self.contexts: dict[Side, SequenceContext] = {}
         self.held: dict[Side, list[int]] = {BASE: [], ALIGNED: []}  # what sequence 0 holds
         self._scratch = {BASE: Scratch(pair.base.n_vocab), ALIGNED: Scratch(pair.aligned.n_vocab)}
+        self._mixture = (np.empty(pair.n_vocab, dtype=np.float32), Scratch(pair.n_vocab))
 
     def close(self) -> None:
         """Free both contexts (the pair stays loaded)."""
@@ -209,7 +213,7 @@ class Engine:
                 raise ContextOverflowError(
                     f"the prompt is {len(tokens)} tokens for the {name} model but the context is "
                     f"{self.ctx_size}; raise --ctx-size or shorten the prompt")
-        if settings.draft.enabled:
+        if settings.draft.enabled and settings.ensemble is None:
             from .speculative import DraftGeneration  # kept apart so this file stays the reference
 
             return DraftGeneration(self, prompts, n, settings)
@@ -287,8 +291,21 @@ class Generation:
 
     def _choose(self, state: _SequenceState, dists: dict[Side, Distribution]) -> tuple[int, Side]:
         """Route and sample one token for one sequence (steps 3-4 of the loop)."""
+        if self.settings.ensemble is not None:
+            return self._choose_from_mixture(state, dists, self.settings.ensemble)
         return choose_token(self._route(state, dists), state.writer, state.previous, dists,
                             self.pair.classes.is_boundary, self.settings.sampling, state.sample_rng)
+
+    def _choose_from_mixture(self, state: _SequenceState, dists: dict[Side, Distribution],
+                             weight: float) -> tuple[int, Side]:
+        """The ensemble baseline: sample from w·P_base + (1 − w)·P_aligned; the token's source is
+        the model that contributed more of its probability."""
+        buffer, scratch = self.engine._mixture
+        token = sample(Distribution(mixture(dists[BASE], dists[ALIGNED], weight, buffer), scratch),
+                       self.settings.sampling, state.sample_rng)
+        base_share = weight * dists[BASE].prob(token) if token < dists[BASE].logits.shape[0] else 0.0
+        aligned_share = (1 - weight) * dists[ALIGNED].prob(token) if token < dists[ALIGNED].logits.shape[0] else 0.0
+        return token, BASE if base_share > aligned_share else ALIGNED
 
     def _commit(self, state: _SequenceState, token: int, side: Side) -> list[TokenEvent]:
         """Record a chosen token and decide whether the sample is finished (step 5)."""

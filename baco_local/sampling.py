@@ -138,6 +138,20 @@ class FrozenDistribution:
         return 1.0 / self.z
 
 
+def mixture(base: Distribution, aligned: Distribution, weight: float, out: np.ndarray) -> np.ndarray:
+    """Log-probabilities of w·P_base + (1 − w)·P_aligned, written into ``out`` (length: the larger vocabulary).
+
+    An id only one model has gets that model's share alone. Impossible ids get ``-inf``.
+    """
+    out.fill(0.0)
+    for dist, share in ((base, weight), (aligned, 1.0 - weight)):
+        n = dist.logits.shape[0]
+        out[:n] += np.exp(dist.logits - dist.max_logit) * np.float32(share / dist.z)
+    with np.errstate(divide="ignore"):
+        np.log(out, out=out)
+    return out
+
+
 def _ranked_prefix(dist: Distribution, params: SamplingParams) -> np.ndarray:
     """Token ids that survive top-k, top-p and min-p, most likely first."""
     logits = dist.logits

@@ -203,3 +203,19 @@ def test_prompt_prefix_is_reused_between_generations(engine, pair) -> None:
     decoded_steps = len(samples[0].tokens) - 1
     assert after[ALIGNED] - before[ALIGNED] == 1 + decoded_steps
     assert after[BASE] - before[BASE] == 1 + decoded_steps
+
+
+def test_ensemble_weights_zero_and_one_are_the_single_models(engine) -> None:
+    aligned_only, _ = run(engine, router="aligned", max_tokens=20)
+    base_only, _ = run(engine, router="base", max_tokens=20)
+    for weight, expected, source in ((0.0, aligned_only, "A"), (1.0, base_only, "B")):
+        settings = GenerationSettings(get_router("aligned"), 0.3, GREEDY, 20, (), 0, ensemble=weight)
+        generation = engine.generate(PROMPT, 1, settings)
+        list(generation)
+        assert generation.samples[0].tokens == expected[0].tokens
+        assert set(generation.samples[0].sources) == {source}
+    mixed = GenerationSettings(get_router("aligned"), 0.3, SamplingParams(temperature=1.0), 30, (), 0,
+                               ensemble=0.5)
+    generation = engine.generate(PROMPT, 2, mixed)
+    list(generation)
+    assert all(set(s.sources) == {"A", "B"} for s in generation.samples)

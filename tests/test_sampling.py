@@ -102,3 +102,15 @@ def test_switch_only_on_word_initial_token() -> None:
     assert choose_token(BASE, BASE, 5, dists, boundary_only_for_zero, greedy, rng) == (1, BASE)
     # First token: always free.
     assert choose_token(BASE, None, None, dists, boundary_only_for_zero, greedy, rng) == (1, BASE)
+
+
+def test_mixture_of_two_distributions() -> None:
+    from baco_local.sampling import mixture
+
+    base = dist([0.5, 0.5, 0.0001, 0.0001, 0.0001])
+    aligned = Distribution(np.log(np.array([0.1, 0.1, 0.6, 0.1, 0.05, 0.05], dtype=np.float32)), Scratch(6))
+    out = mixture(base, aligned, 0.25, np.empty(6, dtype=np.float32))
+    probs = np.exp(out)
+    assert probs.sum() == pytest.approx(1.0, abs=1e-3)
+    assert probs[0] == pytest.approx(0.25 * 0.5 / base.z * base.z + 0.75 * 0.1, rel=1e-3)
+    assert probs[5] == pytest.approx(0.75 * 0.05, rel=1e-3)  # an id only the aligned model has
