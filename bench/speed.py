@@ -59,11 +59,9 @@ class Timing:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
-def llama_cpp_alone(aligned: Path, max_tokens: int, threads: int, ctx: int) -> Timing:
+def llama_cpp_alone(llm: llama_cpp.Llama, max_tokens: int) -> Timing:
     """llama-cpp-python's own chat completion with the aligned model alone."""
-    llm = llama_cpp.Llama(str(aligned), n_ctx=ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
     timing = Timing()
-    llm.create_chat_completion([{"role": "user", "content": "warm up"}], max_tokens=4)
     for seed, prompt in enumerate(PROMPTS):
         started = time.perf_counter()
         result = llm.create_chat_completion(
@@ -71,8 +69,21 @@ def llama_cpp_alone(aligned: Path, max_tokens: int, threads: int, ctx: int) -> T
             top_k=SAMPLING.top_k, top_p=SAMPLING.top_p, min_p=SAMPLING.min_p, seed=seed)
         timing.seconds += time.perf_counter() - started
         timing.tokens += result["usage"]["completion_tokens"]
-    llm.close()
     return timing
+
+
+def sequential_runs(engine: Engine, router: str, draft: DraftPolicy, max_tokens: int, runs: int) -> Timing:
+    """``runs`` single-sample generations of the first prompt, one after another."""
+    total = Timing()
+    for _ in range(runs):
+        one = baco_run(engine, router, draft, max_tokens, 1, PROMPTS[:1])
+        total.tokens, total.seconds = total.tokens + one.tokens, total.seconds + one.seconds
+    return total
+
+
+def median_timing(timings: list[Timing]) -> Timing:
+    """The round with the median rate."""
+    return sorted(timings, key=lambda t: t.rate)[len(timings) // 2]
 
 
 def baco_run(engine: Engine, router: str, draft: DraftPolicy, max_tokens: int, n: int = 1,
@@ -140,6 +151,7 @@ def main() -> None:
     parser.add_argument("--base", type=Path)
     parser.add_argument("--aligned", type=Path)
     parser.add_argument("--tokens", type=int, default=128, help="max tokens per sample")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (medians reported)")
     parser.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "latest.json")
     args = parser.parse_args()
@@ -158,37 +170,47 @@ def main() -> None:
         "machine": {"cpu_count": os.cpu_count(), "threads": t, "platform": platform.platform(),
                     "llama_cpp_python": llama_cpp.__version__},
         "models": {"base": str(base), "aligned": str(aligned), "aligned_is_standin": standin},
-        "max_tokens": args.tokens, "prompts": len(PROMPTS), "sampling": SAMPLING.as_dict(),
+        "max_tokens": args.tokens, "prompts": len(PROMPTS), "rounds": args.rounds, "sampling": SAMPLING.as_dict(),
     }
 
     def report(name: str, timing: Timing) -> dict[str, float]:
         row = {"tokens": timing.tokens, "seconds": round(timing.seconds, 3), "tokens_per_s": round(timing.rate, 2)}
         if timing.decode_seconds:
-            row["python_overhead_share"] = round(1 - timing.decode_seconds / timing.seconds, 4)
-        print(f"{name:<38} {timing.tokens:>6} tok {timing.seconds:>8.2f} s {timing.rate:>8.2f} tok/s", flush=True)
+            # Time outside llama_decode (routing, sampling, bookkeeping) relative to time inside it.
+            row["python_overhead_vs_decode"] = round((timing.seconds - timing.decode_seconds) / timing.decode_seconds, 4)
+        print(f"  {name:<40} {timing.tokens:>6} tok {timing.seconds:>8.2f} s {timing.rate:>8.2f} tok/s", flush=True)
         return row
 
-    rates: dict[str, dict[str, float]] = {}
-    rates["llama_cpp_python_aligned_alone"] = report("llama-cpp-python, aligned alone",
-                                                     llama_cpp_alone(aligned, args.tokens, t, ctx))
+    llm = llama_cpp.Llama(str(aligned), n_ctx=ctx, n_threads=t, n_threads_batch=t, verbose=False)
+    llm.create_chat_completion([{"role": "user", "content": "warm up"}], max_tokens=4)
     pair = ModelPair(PairSpec(base, aligned))
     engine = Engine(pair, ctx_size=ctx, threads=t)
     baco_run(engine, "aligned", DraftPolicy(), 8)  # warm up
     step, draft = DraftPolicy(enabled=False), DraftPolicy()
-    rates["baco_aligned_step"] = report("baco aligned (step loop)", baco_run(engine, "aligned", step, args.tokens))
-    rates["baco_aligned_draft"] = report("baco aligned (draft+verify)", baco_run(engine, "aligned", draft, args.tokens))
-    rates["baco_p_punc_step"] = report("baco p-punc γ=0.3 (step loop)", baco_run(engine, "p-punc", step, args.tokens))
-    rates["baco_p_punc_draft"] = report("baco p-punc γ=0.3 (draft+verify)",
-                                        baco_run(engine, "p-punc", draft, args.tokens))
-    parallel_prompt = PROMPTS[:1]
+    tokens = args.tokens
+    configs = {
+        "llama_cpp_python_aligned_alone": ("llama-cpp-python, aligned alone", lambda: llama_cpp_alone(llm, tokens)),
+        "baco_aligned_step": ("baco aligned (step loop)", lambda: baco_run(engine, "aligned", step, tokens)),
+        "baco_aligned_draft": ("baco aligned (draft+verify)", lambda: baco_run(engine, "aligned", draft, tokens)),
+        "baco_p_punc_step": ("baco p-punc γ=0.3 (step loop)", lambda: baco_run(engine, "p-punc", step, tokens)),
+        "baco_p_punc_draft": ("baco p-punc γ=0.3 (draft+verify)", lambda: baco_run(engine, "p-punc", draft, tokens)),
+    }
     for label, policy in (("step", step), ("draft", draft)):
-        rates[f"baco_p_punc_n8_{label}"] = report(f"baco p-punc -n 8 ({label})",
-                                                  baco_run(engine, "p-punc", policy, args.tokens, 8, parallel_prompt))
-        sequential = Timing()
-        for index in range(8):
-            one = baco_run(engine, "p-punc", policy, args.tokens, 1, parallel_prompt)
-            sequential.tokens, sequential.seconds = sequential.tokens + one.tokens, sequential.seconds + one.seconds
-        rates[f"baco_p_punc_8x1_{label}"] = report(f"baco p-punc 8 runs of -n 1 ({label})", sequential)
+        configs[f"baco_p_punc_n8_{label}"] = (f"baco p-punc -n 8 ({label})", lambda p=policy: baco_run(
+            engine, "p-punc", p, tokens, 8, PROMPTS[:1]))
+        configs[f"baco_p_punc_8x1_{label}"] = (f"baco p-punc 8 runs of -n 1 ({label})", lambda p=policy: sequential_runs(
+            engine, "p-punc", p, tokens, 8))
+    # Rounds interleave the configurations, so a busy spell on the machine hits all of them alike;
+    # each configuration reports its median round.
+    timings: dict[str, list[Timing]] = {key: [] for key in configs}
+    for round_number in range(1, args.rounds + 1):
+        print(f"round {round_number}/{args.rounds}", flush=True)
+        for key, (name, measure) in configs.items():
+            timings[key].append(measure())
+            print(f"  {name:<40} {timings[key][-1].rate:>8.2f} tok/s", flush=True)
+    print("\nmedians:")
+    rates = {key: report(configs[key][0], median_timing(runs)) for key, runs in timings.items()}
+    llm.close()
     engine.close()
     limit = batching_limit(pair, t)
     pair.close()
@@ -201,7 +223,7 @@ def main() -> None:
     memory = {"baseline": peak_memory_mib([]), "base_alone": peak_memory_mib([str(base)]),
               "aligned_alone": peak_memory_mib([str(aligned)]), "both": peak_memory_mib([str(base), str(aligned)])}
     sum_alone = memory["base_alone"] + memory["aligned_alone"] - 2 * memory["baseline"]
-    memory["both_over_sum_of_alone"] = round((memory["both"] - memory["baseline"]) / sum_alone, 3)
+    memory["both_over_sum_of_alone"] = round((memory["both"] - memory["baseline"]) / sum_alone, 3) if sum_alone > 0 else None
     results.update(rates=rates, ratios_vs_llama_cpp_python=ratios, batching_limit=round(limit, 3),
                    n8_speedup=parallel, n8_share_of_batching_limit={k: round(v / limit, 3) for k, v in parallel.items()},
                    memory_mib=memory, peak_rss_this_process_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -42,7 +42,7 @@ def gemma_base_path() -> Path:
 
 
 def write_standin(base: Path, target: Path) -> Path:
-    """Write the stand-in next to nothing else: ``target`` gets the scaled, templated copy of ``base``."""
+    """Write the scaled, templated copy of ``base`` to ``target`` (once; reused while newer than base)."""
     if target.exists() and target.stat().st_mtime >= base.stat().st_mtime:
         return target
     reader = gguf.GGUFReader(base)
@@ -53,6 +53,7 @@ def write_standin(base: Path, target: Path) -> Path:
                 raise SystemExit(f"{FINAL_NORM} is {tensor.tensor_type.name}, expected F32")
             scaled = (np.asarray(tensor.data, dtype=np.float32) * LOGIT_SCALE).astype(np.float32)
             reader.tensors[index] = tensor._replace(data=scaled)
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     writer = gguf.GGUFWriter(partial, arch=arch, endianess=reader.endianess)
     template = MetadataDetails(gguf.GGUFValueType.STRING, GEMMA_CHAT_TEMPLATE)

@@ -73,20 +73,14 @@ def single_model_greedy(model: llama_cpp.Llama, prompt: list[int], steps: int, m
     return out
 
 
-def test_aligned_router_equals_the_aligned_model_alone(engine, pair, references) -> None:
-    samples, _ = run(engine, router="aligned", max_tokens=30)
-    expected = single_model_greedy(references[ALIGNED], pair.aligned_prompt(PROMPT), 30, pair.aligned_masked,
-                                   pair.eog_ids)
+@pytest.mark.parametrize("router, side", [("aligned", ALIGNED), ("base", BASE)])
+def test_single_model_router_equals_that_model_alone(engine, pair, references, router, side) -> None:
+    samples, _ = run(engine, router=router, max_tokens=30)
+    prompt = pair.aligned_prompt(PROMPT) if side == ALIGNED else pair.base_prompt(PROMPT)
+    masked = pair.aligned_masked if side == ALIGNED else pair.base_masked
+    expected = single_model_greedy(references[side], prompt, 30, masked, pair.eog_ids)
     assert samples[0].tokens == expected
-    assert samples[0].sources == "A" * len(expected)
-
-
-def test_base_router_equals_the_base_model_alone(engine, pair, references) -> None:
-    samples, _ = run(engine, router="base", max_tokens=30)
-    expected = single_model_greedy(references[BASE], pair.base_prompt(PROMPT), 30, pair.base_masked,
-                                   pair.eog_ids)
-    assert samples[0].tokens == expected
-    assert samples[0].sources == "B" * len(expected)
+    assert samples[0].sources == side * len(expected)
 
 
 @pytest.mark.parametrize("router", ["p", "p-punc", "p-fc", "nudging", "random"])
