@@ -1,0 +1,239 @@
+"""``baco chat``: an interactive terminal where a base and an aligned model write the replies together.
+
+The conversation and the slash commands are :mod:`baco_local.chat`; this module is the terminal:
+line editing and history (readline, history in ``$XDG_STATE_HOME/baco/chat_history``), replies
+streamed token by token in the writing model's colour (stdout), and everything else (legend, status
+lines, command output) on stderr. Ctrl-C stops a reply; at an empty prompt it quits, like Ctrl-D.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from ..chat import ChatSession, as_message, is_command, run_command
+from ..errors import BacoError
+from ..loop import TokenEvent
+from ..routers import ALIGNED, BASE
+from . import options as opt
+from .setup import ModelChoice, build_settings, open_engine, resolve_models
+
+STYLES = {ALIGNED: "cyan", BASE: "yellow"}
+PROMPT = ">>> "
+HISTORY_LENGTH = 1000
+
+
+def chat_command(
+    base: opt.BaseOpt = None,
+    aligned: opt.AlignedOpt = None,
+    pair: opt.PairOpt = None,
+    yes: opt.YesOpt = False,
+    chat_template_file: opt.ChatTemplateOpt = None,
+    base_template: opt.BaseTemplateOpt = None,
+    system: Annotated[str | None, typer.Option("--system", help="System prompt (change it with /system).",
+                                               rich_help_panel=opt.MODEL)] = None,
+    router: opt.RouterOpt = None,
+    gamma: opt.GammaOpt = None,
+    temp: opt.TempOpt = opt.DEFAULT_TEMP,
+    top_k: opt.TopKOpt = opt.DEFAULT_TOP_K,
+    top_p: opt.TopPOpt = opt.DEFAULT_TOP_P,
+    min_p: opt.MinPOpt = opt.DEFAULT_MIN_P,
+    seed: opt.SeedOpt = 0,
+    max_tokens: opt.MaxTokensOpt = 512,
+    stop: opt.StopOpt = None,
+    draft: opt.DraftOpt = None,
+    no_draft: opt.NoDraftOpt = False,
+    ctx_size: opt.CtxSizeOpt = opt.DEFAULT_CTX,
+    gpu_layers: opt.GpuLayersOpt = 0,
+    threads: opt.ThreadsOpt = None,
+    ignore_memory: opt.IgnoreMemoryOpt = False,
+    plain: Annotated[bool, typer.Option("--plain", help="No colours (the default when stdout is not a terminal).",
+                                        rich_help_panel=opt.RUNTIME)] = False,
+) -> None:
+    """Chat with a base/aligned pair, watching which model writes each token."""
+    choice = ModelChoice(base, aligned, pair, chat_template_file, base_template, gpu_layers, yes)
+    resolved = resolve_models(choice)
+    settings = build_settings(router, gamma, resolved, temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
+                              max_tokens=max_tokens, stop=stop, seed=seed, draft=draft, no_draft=no_draft)
+    out, info = _console(plain, stderr=False), _console(plain, stderr=True)
+    with _loading(info):
+        engine = open_engine(resolved, ctx_size=ctx_size, threads=threads, n_seq=1, max_tokens=max_tokens,
+                             ignore_memory=ignore_memory)
+    try:
+        ChatTerminal(ChatSession(engine, settings, system=system), out, info).run(resolved.label)
+    finally:
+        engine.close()
+        engine.pair.close()
+
+
+def _console(plain: bool, *, stderr: bool) -> Console:
+    return Console(stderr=stderr, highlight=False, markup=False, soft_wrap=True,
+                   color_system=None if plain else "auto")
+
+
+def _loading(info: Console) -> AbstractContextManager[object]:
+    """A spinner while the models load (on a terminal, unless --plain)."""
+    return info.status("loading the models…") if info.is_terminal and info.color_system else nullcontext()
+
+
+class Interrupts:
+    """SIGINT handling: while a reply streams, the first Ctrl-C asks it to stop (a second one raises
+    KeyboardInterrupt); otherwise Ctrl-C raises KeyboardInterrupt, noting what was typed at the prompt."""
+
+    def __init__(self, readline: ModuleType | None) -> None:
+        self._readline = readline
+        self.replying = False
+        self.stop_requested = False
+        self.typed = ""  # the prompt's text when Ctrl-C came
+
+    def __call__(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.replying and not self.stop_requested:
+            self.stop_requested = True
+            return
+        self.typed = self._readline.get_line_buffer() if self._readline else ""
+        raise KeyboardInterrupt
+
+    def start_reply(self) -> None:
+        self.replying, self.stop_requested = True, False
+
+    def end_reply(self) -> None:
+        self.replying = False
+
+
+class ChatTerminal:
+    """The read-reply loop on a terminal (or on pipes, without colour and line editing)."""
+
+    def __init__(self, session: ChatSession, out: Console, info: Console) -> None:
+        self.session = session
+        self.out = out
+        self.info = info
+        self.interactive = sys.stdin.isatty()
+        self.readline = _import_readline() if self.interactive else None
+        self.interrupts = Interrupts(self.readline)
+
+    def run(self, label: str) -> None:
+        """Chat until /quit, Ctrl-D, or Ctrl-C at an empty prompt."""
+        self._banner(label)
+        history = History(self.readline)
+        previous = signal.signal(signal.SIGINT, self.interrupts)
+        try:
+            while (line := self._read()) is not None:
+                if not self._handle(line):
+                    break
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            problem = history.save()
+            if problem:
+                self._say(problem, "dim")
+
+    def _banner(self, label: str) -> None:
+        self._say(f"baco chat · {label} · {self.session.describe_settings()}", "bold")
+        legend = Text()
+        if self.out.color_system is not None:
+            legend.append("aligned model", STYLES[ALIGNED]).append("  ").append("base model", STYLES[BASE]).append("  ")
+        legend.append("/help for commands, Ctrl-D to quit", "dim")
+        self.info.print(legend)
+
+    def _read(self) -> str | None:
+        """One input line; None to quit (Ctrl-D, or Ctrl-C at an empty prompt)."""
+        try:
+            return input(PROMPT if self.interactive else "")
+        except (EOFError, KeyboardInterrupt) as exc:
+            if self.interactive:
+                self.out.print()  # end the prompt's line
+            dropped_a_line = isinstance(exc, KeyboardInterrupt) and bool(self.interrupts.typed.strip())
+            return "" if dropped_a_line else None
+
+    def _handle(self, line: str) -> bool:
+        """Run a command or send a message; False ends the chat."""
+        try:
+            if is_command(line):
+                result = run_command(self.session, line)
+                for text in result.lines:
+                    self._say(text)
+                return not result.quit
+            if line.strip():
+                self._reply(as_message(line))
+        except BacoError as exc:
+            self._say(str(exc), "red")
+        except KeyboardInterrupt:
+            self._say("interrupted", "dim")
+        return True
+
+    def _reply(self, message: str) -> None:
+        """Stream one reply; Ctrl-C stops it and keeps what was written."""
+        pending = self.session.ask(message)
+        if pending.notice:
+            self._say(pending.notice, "yellow")
+        self.interrupts.start_reply()
+        try:
+            for event in pending:
+                self._write(event)
+                if self.interrupts.stop_requested:
+                    break
+        except KeyboardInterrupt:
+            pass
+        finally:
+            pending.finish()
+            self.interrupts.end_reply()
+            self.out.print()
+        stats = self.session.stats.last
+        if stats is not None:
+            self._say(stats.summary(), "dim")
+
+    def _write(self, event: TokenEvent) -> None:
+        if event.text:
+            self.out.print(Text(event.text, STYLES[event.side]), end="")
+
+    def _say(self, text: str, style: str = "") -> None:
+        self.info.print(Text(text, style))
+
+
+class History:
+    """Input history across chats, in ``$XDG_STATE_HOME/baco/chat_history`` (readline only)."""
+
+    def __init__(self, readline: ModuleType | None) -> None:
+        self.readline = readline
+        self.path = history_path()
+        if readline is None:
+            return
+        readline.set_history_length(HISTORY_LENGTH)
+        try:
+            readline.read_history_file(self.path)
+        except OSError:  # none yet, or unreadable: start empty
+            pass
+
+    def save(self) -> str | None:
+        """Write the history; a one-line problem if that failed."""
+        if self.readline is None:
+            return None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.readline.write_history_file(self.path)
+        except OSError as exc:
+            return f"input history not saved to {self.path}: {exc.strerror or exc}"
+        return None
+
+
+def history_path() -> Path:
+    """Where the input history lives."""
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state).expanduser() / "baco" / "chat_history"
+
+
+def _import_readline() -> ModuleType | None:
+    """GNU readline (or libedit) for line editing and history, where Python has it."""
+    try:
+        import readline
+    except ImportError:  # e.g. Windows
+        return None
+    return readline
