@@ -13,7 +13,6 @@ import ctypes
 import os
 import threading
 import time
-import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Sequence
 import llama_cpp
 import numpy as np
 
-from .errors import DecodeError, ModelFileError
+from .errors import ContextOverflowError, DecodeError, ModelFileError
 from .gguf_file import read_gguf
 
 # ggml log levels (ggml.h): NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5.
@@ -217,7 +216,6 @@ class SequenceContext:
         self.n_evaluated = 0  # tokens decoded so far (tests count these)
         self.n_decode_calls = 0
         self.decode_seconds = 0.0  # wall time spent inside llama_decode
-        self.decode_seconds = 0.0  # time spent in llama_decode so far
 
     def close(self) -> None:
         """Free the batch and the context."""
@@ -247,9 +245,7 @@ class SequenceContext:
                 self._rows.append(i)
         batch.n_tokens = n
         started = time.perf_counter()
-        started = time.perf_counter()
         status = llama_cpp.llama_decode(self.ctx, batch)
-        self.decode_seconds += time.perf_counter() - started
         self.decode_seconds += time.perf_counter() - started
         if status != 0:
             reason = {1: "no free KV cache slot (context full)", 2: "aborted", -1: "invalid batch"}
@@ -283,3 +279,40 @@ class SequenceContext:
     def clear(self) -> None:
         """Forget every sequence."""
         llama_cpp.llama_memory_clear(self.memory, True)
+
+
+class GrammarChat:
+    """A chat model whose answers are constrained by a GBNF grammar, decoded greedily (the judge).
+
+    It uses llama-cpp-python's high-level ``Llama``: the model's own chat template renders the
+    conversation, and llama.cpp's grammar sampler allows only answers the grammar accepts.
+    """
+
+    def __init__(self, path: str | Path, *, n_ctx: int, n_gpu_layers: int = 0,
+                 n_threads: int | None = None) -> None:
+        self.path = Path(path)
+        summary = read_gguf(self.path)  # a ModelFileError before llama.cpp can abort
+        if not summary.chat_template:
+            raise ModelFileError(f"{self.path.name} has no chat template; the judge must be an instruct model")
+        n_ctx = min(n_ctx, summary.context_length or n_ctx)
+        threads = n_threads or default_threads()
+        try:
+            self._llama = llama_cpp.Llama(model_path=str(self.path), n_ctx=n_ctx, n_batch=min(n_ctx, 512),
+                                          n_gpu_layers=n_gpu_layers, n_threads=threads, n_threads_batch=threads,
+                                          verbose=False)
+        except ValueError as exc:
+            raise ModelFileError(f"cannot load model {self.path}: {_LOG.last_problem() or exc}") from None
+
+    def answer(self, messages: Sequence[dict[str, str]], grammar: str, *, max_tokens: int) -> str:
+        """The greedy reply to ``messages`` that ``grammar`` allows."""
+        try:
+            reply = self._llama.create_chat_completion(
+                messages=list(messages), grammar=llama_cpp.LlamaGrammar.from_string(grammar, verbose=False),
+                temperature=0.0, max_tokens=max_tokens)
+        except ValueError as exc:  # the prompt does not fit in the context
+            raise ContextOverflowError(f"{self.path.name}: {exc}") from None
+        return reply["choices"][0]["message"]["content"] or ""
+
+    def close(self) -> None:
+        """Free the model and its context."""
+        self._llama.close()

@@ -10,10 +10,15 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from baco_local.backend import LoadedModel
+from baco_local.chat_prompt import ChatPrompter
 from baco_local.cli.app import main
 from baco_local.metrics.extras import SEMANTIC_MODULES, available
+from baco_local.metrics.likelihood import LikelihoodScorer
+from baco_local.prompts import Message
 
 RECORDS = [
     {"id": "same", "prompt": "Where to?", "model": "aligned",
@@ -126,3 +131,44 @@ def test_unwritable_json_report(generations: Path, tmp_path: Path,
 def test_bad_embedder_value(generations: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run([str(generations), "--semantic", "--embedder", "nope"], capsys)
     assert code == 2 and "--embedder must be" in err
+
+
+def test_aligned_and_judge_add_quality_metrics(generations: Path, tmp_path: Path, tiny_pair,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    _, aligned = tiny_pair
+    report = tmp_path / "report.json"
+    code, out, err = run([str(generations), "--no-semantic", "--aligned", str(aligned), "--judge", str(aligned),
+                          "--threads", "1", "--json", str(report)], capsys)
+    assert code == 0, err
+    assert "aligned-loglik" in out and "judge" in out
+    by_id = {p["id"]: p["values"] for p in json.loads(report.read_text(encoding="utf-8"))["prompts"]}
+    model = LoadedModel(aligned)
+    prompter = ChatPrompter(model)
+    direct = LikelihoodScorer(model, lambda p: prompter([Message("user", p)]), threads=1)
+    for record in RECORDS:
+        expected = np.mean(direct.score_responses(record["prompt"], record["generations"]))
+        assert by_id[record["id"]]["aligned-loglik"] == pytest.approx(expected, abs=1e-4)
+        assert 1 <= by_id[record["id"]]["judge"] <= 10
+    direct.close()
+
+
+def test_help_says_what_each_metric_measures_and_its_direction(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["--help"], capsys)
+    flat = " ".join(out.replace("│", " ").split())
+    assert code == 0
+    for fragment in ("aligned-loglik: mean log-probability per response token", "judge: a local instruct model's",
+                     "self-bleu", "lower = more diverse", "higher = better"):
+        assert fragment in flat, fragment
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--pair", "gemma-3-270m", "--aligned", "x.gguf"], "not both"),
+    (["--judge", "BASE"], "no chat template"),
+    (["--aligned", "missing.gguf"], "missing.gguf"),
+])
+def test_bad_quality_options(generations: Path, tiny_pair, capsys: pytest.CaptureFixture[str],
+                             args: list[str], fragment: str) -> None:
+    args = [str(tiny_pair[0]) if a == "BASE" else a for a in args]
+    code, _, err = run([str(generations), "--no-semantic", *args], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], err

@@ -194,3 +194,19 @@ def test_gen_refuses_a_run_that_cannot_fit_in_memory(prompts: Path, tmp_path: Pa
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "GiB" in errors[0] and "--ignore-memory" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["gen", "-f", "x.txt", "-n", "0"], "-n"),
+    (["gen", "--bogus"], "No such option: --bogus"),
+    (["nonsense"], "nonsense"),
+])
+def test_usage_errors_are_one_line(args: list[str], fragment: str) -> None:
+    assert_clean_error(baco(*args), fragment)
+
+
+def test_help_lists_every_command() -> None:
+    result = baco("--help")
+    assert result.returncode == 0
+    for command in ("gen", "chat", "eval", "sweep", "models"):
+        assert command in result.stdout

@@ -17,6 +17,16 @@ from .console import error_line
 from .eval_cmd import eval_command
 from .gen import gen_command
 from .models_cmd import models_app
+from .sweep_cmd import sweep_command
+
+# typer 0.29 vendors its own copy of click: usage errors may come from either.
+_CLICK_ERRORS: tuple[type[Exception], ...] = (click.ClickException,)
+try:
+    from typer._click.exceptions import ClickException as _TyperClickException
+
+    _CLICK_ERRORS += (_TyperClickException,)
+except ImportError:
+    pass
 
 app = typer.Typer(
     name="baco",
@@ -28,6 +38,7 @@ app = typer.Typer(
 app.command("gen")(gen_command)
 app.command("chat")(chat_command)
 app.command("eval")(eval_command)
+app.command("sweep")(sweep_command)
 app.add_typer(models_app, name="models")
 
 
@@ -46,9 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.exit_code
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
-        error_line(exc.format_message())
-        code = exc.exit_code
+    except _CLICK_ERRORS as exc:
+        message = exc.format_message()
+        if message:  # `baco` alone shows the help, with nothing to add
+            error_line(message)
+        code = exc.exit_code if message else 0
     except (click.exceptions.Abort, KeyboardInterrupt):
         error_line("interrupted")
         code = 130

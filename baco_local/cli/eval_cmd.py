@@ -1,34 +1,28 @@
-"""``baco eval``: diversity (and, when scorers are given, quality) metrics of a generations file."""
+"""``baco eval``: diversity metrics of a generations file, and quality metrics when scorers are named."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional, Sequence
+from typing import Annotated, Callable, Optional, Sequence
 
 import typer
-from rich.markup import escape
 from rich.progress import track
 
-from ..metrics.embed import DEFAULT_EMBEDDER, Embedder, embedder_requirements, load_embedder
+from ..backend import LoadedModel
+from ..chat_prompt import ChatPrompter
+from ..metrics.embed import DEFAULT_EMBEDDER
 from ..metrics.evaluate import Evaluator, ModelSummary, QualityScorer, summarise
-from ..metrics.extras import EXTRA, INSTALL_HINT, available
 from ..metrics.generations import read_generations
+from ..metrics.likelihood import LikelihoodScorer
 from ..metrics.report import overall_table, prompt_table, report_document, write_json
-from .console import note, stderr, stdout
+from ..prompts import Message
+from . import options as opt
+from .console import stderr, stdout
+from .scoring import (EVALUATION, LIKELIHOOD_HELP, EmbedderOpt, JudgeOpt, SemanticOpt, choose_embedder,
+                      lists_metrics, open_judge)
+from .setup import ModelChoice, _read_chat_template, resolve_models
 
-
-def choose_embedder(semantic: bool | None, spec: str) -> Embedder | None:
-    """The embedder for the semantic metrics, or None when they are off.
-
-    Unset ``semantic`` means on when the default embedder's packages are installed (else a note
-    says they were skipped), and always on when another embedder was named.
-    """
-    if semantic is False:
-        return None
-    if semantic is None and spec == DEFAULT_EMBEDDER and not available(embedder_requirements(spec)):
-        note(f"semantic metrics skipped: {INSTALL_HINT}")
-        return None
-    return load_embedder(spec)
+QualityFactory = Callable[[], Sequence[QualityScorer]]
 
 
 def run_eval(
@@ -36,16 +30,16 @@ def run_eval(
     *,
     semantic: bool | None = None,
     embedder: str = DEFAULT_EMBEDDER,
-    quality_scorers: Sequence[QualityScorer] = (),
+    quality_scorers: QualityFactory = tuple,
     json_path: Path | None = None,
 ) -> list[ModelSummary]:
     """Score every record of ``path``, print the tables, optionally write JSON; return the means.
 
-    The file is read (and checked) before any embedding model is loaded.
+    The file is read (and checked) before any embedding or quality model is loaded.
     """
     records = read_generations(path)
     chosen = choose_embedder(semantic, embedder)
-    evaluator = Evaluator(chosen, quality_scorers)
+    evaluator = Evaluator(chosen, quality_scorers())
     scoring = track(records, description="Scoring", console=stderr, transient=True,
                     disable=not stderr.is_terminal)
     scores = [evaluator.score(r) for r in scoring]
@@ -58,21 +52,47 @@ def run_eval(
     return summaries
 
 
+def open_likelihood(choice: ModelChoice, threads: int | None) -> LikelihoodScorer | None:
+    """The aligned-likelihood scorer for ``--aligned PATH`` or ``--pair NAME``; None without either."""
+    if choice.pair is not None:
+        spec = resolve_models(choice).spec  # refuses --pair together with --aligned
+        path, template = spec.aligned_path, spec.chat_template
+    elif choice.aligned is not None:
+        path, template = choice.aligned, _read_chat_template(choice.chat_template_file)
+    else:
+        return None
+    model = LoadedModel(path, n_gpu_layers=choice.gpu_layers)
+    prompter = ChatPrompter(model, template)
+    return LikelihoodScorer(model, lambda prompt: prompter([Message("user", prompt)]), threads=threads)
+
+
+@lists_metrics
 def eval_command(
     output: Annotated[Path, typer.Argument(
-        help="JSONL written by 'baco gen' (NoveltyBench format: id, prompt, model, generations).",
+        help="JSONL written by 'baco gen' or 'baco sweep' (NoveltyBench format: id, prompt, model, generations).",
         metavar="OUTPUT.jsonl", show_default=False)],
     json_path: Annotated[Optional[Path], typer.Option(
         "--json", help="Also write every value (per prompt and overall) to this JSON file.",
         show_default=False)] = None,
-    semantic: Annotated[Optional[bool], typer.Option(
-        "--semantic/--no-semantic",
-        help=escape(f"Embedding-based metrics. Default: on when '{EXTRA}' is installed."),
-        show_default=False)] = None,
-    embedder: Annotated[str, typer.Option(
-        "--embedder", help="'minilm' (all-MiniLM-L6-v2), a .gguf embedding model, or a "
-                           "sentence-transformers directory.")] = DEFAULT_EMBEDDER,
+    semantic: SemanticOpt = None,
+    embedder: EmbedderOpt = DEFAULT_EMBEDDER,
+    aligned: Annotated[Optional[Path], typer.Option(
+        "--aligned", help=f"The aligned (instruct) model GGUF the responses were written for; {LIKELIHOOD_HELP}.",
+        show_default=False, rich_help_panel=EVALUATION)] = None,
+    pair: Annotated[Optional[str], typer.Option(
+        "--pair", help="A pair from models.toml: as --aligned, with the pair's aligned model.",
+        show_default=False, rich_help_panel=EVALUATION)] = None,
+    chat_template_file: opt.ChatTemplateOpt = None,
+    judge: JudgeOpt = None,
+    yes: opt.YesOpt = False,
+    gpu_layers: opt.GpuLayersOpt = 0,
+    threads: opt.ThreadsOpt = None,
 ) -> None:
-    """Diversity of each prompt's samples, per prompt and averaged per model."""
-    # Quality scorers (the aligned model's log-likelihood, ...) are to be built from options here.
-    run_eval(output, semantic=semantic, embedder=embedder, quality_scorers=(), json_path=json_path)
+    """Diversity (and with --aligned, --pair or --judge, quality) of each prompt's samples, per prompt and per model."""
+    choice = ModelChoice(None, aligned, pair, chat_template_file, None, gpu_layers, yes)
+
+    def quality() -> list[QualityScorer]:
+        scorers = [open_likelihood(choice, threads), open_judge(judge, gpu_layers=gpu_layers, threads=threads)]
+        return [s for s in scorers if s is not None]
+
+    run_eval(output, semantic=semantic, embedder=embedder, quality_scorers=quality, json_path=json_path)

@@ -1,0 +1,256 @@
+"""``baco sweep``: a grid of methods and knob values on one loaded pair, scored, summarised and plotted.
+
+The run folder's layout is described in :mod:`baco_local.sweep_folder`. Three phases: generate
+the records not yet in the folder (prompt by prompt, every operating point in turn), score the
+records not yet scored, then write the per-point means, the coverage/dominance summary and the
+plots, and print the summary table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..errors import UsageError
+from ..loop import Engine
+from ..metrics.embed import DEFAULT_EMBEDDER
+from ..metrics.evaluate import Evaluator, PromptScores
+from ..metrics.extras import INSTALL_HINT, PLOT_MODULES, available
+from ..metrics.generations import read_generations
+from ..metrics.judge import JudgeScorer
+from ..metrics.likelihood import LikelihoodScorer
+from ..metrics.report import write_json
+from ..pair import ModelPair
+from ..prompt_file import PromptItem, read_prompt_file
+from ..prompts import Message
+from ..records import RESUME_KEYS, JsonlWriter, prompt_record
+from ..sweep import BASELINES, KnobLists, OperatingPoint, Task, build_grid, pending_tasks
+from ..sweep_folder import RunFolder, score_line
+from ..sweep_report import SweepResult, plot_sweep, points_document, summarise_sweep, summary_document, summary_table
+from . import options as opt
+from .console import note, stderr, stdout
+from .scoring import EmbedderOpt, JudgeOpt, SemanticOpt, choose_embedder, lists_metrics, open_judge
+from .setup import ModelChoice, ResolvedChoice, build_settings, open_engine, resolve_models, settings_record
+
+GRID = "Grid"
+Scorer = Union[LikelihoodScorer, JudgeScorer]
+_DEFAULT = KnobLists()
+
+
+def _joined(values: tuple) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def _list_option(flag: str, help_text: str) -> Any:
+    return typer.Option(flag, help=help_text, rich_help_panel=GRID)
+
+
+RoutersOpt = Annotated[str, _list_option("--routers", "BACo routers to sweep, comma-separated, or 'none'.")]
+GammasOpt = Annotated[str, _list_option("--gammas", "γ values for the probability routers (p, p-punc, p-fc, random).")]
+EntropyGammasOpt = Annotated[str, _list_option("--entropy-gammas", "γ values (nats) for the entropy routers (h, h-punc).")]
+BaselinesOpt = Annotated[str, _list_option("--baselines", f"Baselines to sweep: {', '.join(BASELINES)}, or 'none'.")]
+TempsOpt = Annotated[str, _list_option("--temps", "Temperatures for the aligned-only and base-only baselines "
+                                       "(the other methods sample with --temp and --min-p).")]
+MinPsOpt = Annotated[str, _list_option("--min-ps", "Min-p values for the aligned-only and base-only baselines "
+                                       "(each with every temperature).")]
+NudgingGammasOpt = Annotated[str, _list_option("--nudging-gammas", "γ values for Nudging.")]
+WeightsOpt = Annotated[str, _list_option("--ensemble-weights", "Weights w of the ensemble w·P_base + (1 − w)·P_aligned.")]
+
+
+def parse_names(text: str, option: str) -> tuple[str, ...]:
+    """A comma-separated list of names; 'none' is the empty list."""
+    if text.strip().lower() == "none":
+        return ()
+    names = tuple(part.strip() for part in text.split(","))
+    if not all(names):
+        raise UsageError(f"{option}: expected a comma-separated list without empty items (or 'none')")
+    return names
+
+
+def parse_floats(text: str, option: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers."""
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        return tuple(float(part) for part in parts)
+    except ValueError:
+        raise UsageError(f"{option}: expected comma-separated numbers, got {text!r}") from None
+
+
+@lists_metrics
+def sweep_command(
+    prompt_file: Annotated[Path, typer.Option("--prompt-file", "-f", help="Prompts: .txt (one per line) or "
+                                              ".jsonl ({\"id\", \"prompt\"}).")],
+    run_dir: Annotated[Path, typer.Option("--output", "-o", help="Run folder (made if missing); running the same "
+                                          "command again continues where it stopped.")],
+    n: Annotated[int, typer.Option("-n", "--samples", help="Samples per prompt and operating point "
+                                   "(at least 2: diversity compares them).")] = 4,
+    routers: RoutersOpt = _joined(_DEFAULT.routers),
+    gammas: GammasOpt = _joined(_DEFAULT.gammas),
+    entropy_gammas: EntropyGammasOpt = _joined(_DEFAULT.entropy_gammas),
+    baselines: BaselinesOpt = _joined(_DEFAULT.baselines),
+    temps: TempsOpt = _joined(_DEFAULT.temps),
+    min_ps: MinPsOpt = _joined(_DEFAULT.min_ps),
+    nudging_gammas: NudgingGammasOpt = _joined(_DEFAULT.nudging_gammas),
+    ensemble_weights: WeightsOpt = _joined(_DEFAULT.ensemble_weights),
+    base: opt.BaseOpt = None,
+    aligned: opt.AlignedOpt = None,
+    pair: opt.PairOpt = None,
+    yes: opt.YesOpt = False,
+    chat_template_file: opt.ChatTemplateOpt = None,
+    base_template: opt.BaseTemplateOpt = None,
+    temp: opt.TempOpt = opt.DEFAULT_TEMP,
+    top_k: opt.TopKOpt = opt.DEFAULT_TOP_K,
+    top_p: opt.TopPOpt = opt.DEFAULT_TOP_P,
+    min_p: opt.MinPOpt = opt.DEFAULT_MIN_P,
+    seed: opt.SeedOpt = 0,
+    max_tokens: opt.MaxTokensOpt = 256,
+    stop: opt.StopOpt = None,
+    draft: opt.DraftOpt = None,
+    no_draft: opt.NoDraftOpt = False,
+    ctx_size: opt.CtxSizeOpt = opt.DEFAULT_CTX,
+    gpu_layers: opt.GpuLayersOpt = 0,
+    threads: opt.ThreadsOpt = None,
+    ignore_memory: opt.IgnoreMemoryOpt = False,
+    semantic: SemanticOpt = None,
+    embedder: EmbedderOpt = DEFAULT_EMBEDDER,
+    judge: JudgeOpt = None,
+) -> None:
+    """Run every method of a grid on the prompts (models loaded once), score each operating point and
+    report each method's coverage and dominance of the diversity-quality frontier. The quality axis is
+    aligned-loglik, and judge with --judge."""
+    if n < 2:
+        raise UsageError(f"-n must be at least 2 (diversity compares a prompt's samples), got {n}")
+    resolved = resolve_models(ModelChoice(base, aligned, pair, chat_template_file, base_template, gpu_layers, yes))
+    shared = build_settings(None, None, resolved, temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
+                            max_tokens=max_tokens, stop=stop, seed=seed, draft=draft, no_draft=no_draft)
+    knobs = KnobLists(
+        routers=parse_names(routers, "--routers"), gammas=parse_floats(gammas, "--gammas"),
+        entropy_gammas=parse_floats(entropy_gammas, "--entropy-gammas"),
+        baselines=parse_names(baselines, "--baselines"), temps=parse_floats(temps, "--temps"),
+        min_ps=parse_floats(min_ps, "--min-ps"), nudging_gammas=parse_floats(nudging_gammas, "--nudging-gammas"),
+        ensemble_weights=parse_floats(ensemble_weights, "--ensemble-weights"))
+    points = build_grid(knobs, shared)
+    items = read_prompt_file(prompt_file)
+    record_settings = {p.id: point_settings(p, resolved, n, ctx_size) for p in points}
+    folder = RunFolder(run_dir)
+    folder.open(grid_spec(record_settings, resolved))
+    if not available(PLOT_MODULES):
+        note(f"plots skipped: {INSTALL_HINT}")
+    done = folder.done(items)
+    tasks = pending_tasks(items, points, done)
+    if done:
+        note(f"resuming: {len(points) * len(items) - len(tasks)} of {len(points) * len(items)} records "
+             f"already in {folder.generations}")
+    chosen_embedder = choose_embedder(semantic, embedder)  # fail now rather than after generating
+    scorers: list[Scorer] = []
+    engine = open_engine(resolved, ctx_size=ctx_size, threads=threads, n_seq=n, max_tokens=max_tokens,
+                         ignore_memory=ignore_memory)
+    try:
+        scorers.append(likelihood_scorer(engine.pair, threads))
+        judge_scorer = open_judge(judge, gpu_layers=gpu_layers, threads=threads, ctx_size=ctx_size)
+        scorers.extend([judge_scorer] if judge_scorer else [])
+        with closing(folder.appender(folder.generations)) as writer:
+            generate(engine, tasks, n, record_settings, writer)
+        engine.close()  # free the generation contexts before scoring
+        evaluator = Evaluator(chosen_embedder, scorers)
+        scores = score(folder, items, points, evaluator, judge)
+    finally:
+        for scorer in scorers:
+            scorer.close()  # before the models they run on
+        engine.close()
+        engine.pair.close()
+    report(folder, summarise_sweep(points, scores, evaluator.metrics))
+
+
+def point_settings(point: OperatingPoint, resolved: ResolvedChoice, n: int, ctx_size: int) -> dict[str, Any]:
+    """The settings written into each of a point's records."""
+    return {**settings_record(point.settings, resolved, n, ctx_size), "model": f"{point.id}:{resolved.label}",
+            "point": point.id, "method": point.method, "knobs": dict(point.knobs),
+            "ensemble": point.settings.ensemble}
+
+
+def grid_spec(record_settings: dict[str, dict[str, Any]], resolved: ResolvedChoice) -> dict[str, Any]:
+    """What a run folder must have been started with for a rerun to continue it."""
+    keys = [k for k in RESUME_KEYS if k != "model"]
+    return {"models": resolved.label, "base_template": resolved.spec.base_template,
+            "points": {point: {k: settings[k] for k in keys} for point, settings in record_settings.items()}}
+
+
+def likelihood_scorer(pair: ModelPair, threads: int | None) -> LikelihoodScorer:
+    """The aligned-likelihood scorer on the sweep's own aligned model."""
+    return LikelihoodScorer(pair.aligned, lambda prompt: pair.aligned_prompt([Message("user", prompt)]),
+                            threads=threads)
+
+
+def generate(engine: Engine, tasks: list[Task], n: int, record_settings: dict[str, dict[str, Any]],
+             writer: JsonlWriter) -> None:
+    """Generate and append one record per task, with a progress bar (samples, tokens/s)."""
+    if not tasks:
+        return
+    with progress_bar() as progress:
+        bar = progress.add_task("generating", total=len(tasks) * n, rate="")
+        tokens, started = 0, time.perf_counter()
+        for task in tasks:
+            progress.update(bar, description=escape(f"{task.point.id} · prompt {task.item.id}"))
+            generation = engine.generate([Message("user", task.item.prompt)], n, task.point.settings)
+            for _event in generation:
+                tokens += 1
+            rate = tokens / max(time.perf_counter() - started, 1e-9)
+            writer.write(prompt_record(task.item, task.point.id, generation.samples, record_settings[task.point.id]))
+            progress.update(bar, advance=n, rate=f"{rate:.1f} tok/s")
+
+
+def scorer_signature(evaluator: Evaluator, judge: Path | None) -> str:
+    """A short hash of what scores records (metrics, embedder, judge): cached values are reused only
+    under the same one."""
+    described = json.dumps({"metrics": [m.name for m in evaluator.metrics],
+                            "embedder": evaluator.embedder.name if evaluator.embedder else None,
+                            "judge": str(judge) if judge else None})
+    return hashlib.sha256(described.encode("utf-8")).hexdigest()[:16]
+
+
+def score(folder: RunFolder, items: list[PromptItem], points: list[OperatingPoint], evaluator: Evaluator,
+          judge: Path | None) -> list[PromptScores]:
+    """Every current record's metric values: cached ones from scores.jsonl, the others computed and
+    appended there."""
+    wanted = {(p.id, str(item.id)) for p in points for item in items}
+    records = [r for r in read_generations(folder.generations) if (r.model, r.id) in wanted]
+    signature = scorer_signature(evaluator, judge)
+    cached = folder.cached_scores(signature)
+    scores = []
+    with progress_bar() as progress, closing(folder.appender(folder.scores)) as writer:
+        bar = progress.add_task("scoring", total=len(records), rate="")
+        for record in records:
+            key = (record.model, record.id)
+            if key not in cached:
+                cached[key] = evaluator.score(record).values
+                writer.write(score_line(key, signature, cached[key]))
+            scores.append(PromptScores(record, cached[key]))
+            progress.advance(bar)
+    return scores
+
+
+def report(folder: RunFolder, result: SweepResult) -> None:
+    """Write points.json, summary.json and the plots; print the summary table."""
+    write_json(folder.points, points_document(result))
+    write_json(folder.summary, summary_document(result))
+    stdout.print(summary_table(result))
+    if available(PLOT_MODULES):
+        for path in plot_sweep(result, lambda metric, primary: folder.plot(metric.name, primary)):
+            note(f"plot: {path}")
+    note(f"results in {folder.path}: generations.jsonl, points.json, summary.json")
+
+
+def progress_bar() -> Progress:
+    """A progress bar on stderr; silent when stderr is not a terminal."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=stderr,
+                    disable=not stderr.is_terminal)
