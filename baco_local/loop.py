@@ -127,6 +127,15 @@ class _SequenceState:
     decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
 
+    route_draws: list[float] = field(default_factory=list)
+
+    def route_draw(self, position: int) -> float:
+        """The routing draw of generated position ``position``: the position-th value of the routing
+        stream, whatever order positions are asked in (draft-and-verify asks ahead)."""
+        while len(self.route_draws) <= position:
+            self.route_draws.append(float(self.route_rng.random()))
+        return self.route_draws[position]
+
     @property
     def previous(self) -> int | None:
         return self.tokens[-1] if self.tokens else None
@@ -282,11 +291,11 @@ class Generation:
         """The distribution of output ``row`` of ``side``'s last decode."""
         return self._distribution(side, self.engine.contexts[side].logits(row))
 
-    def _route(self, state: _SequenceState, dists: dict[Side, Distribution]) -> Side:
-        """Ask the router which side should write (one routing draw per routed position)."""
+    def _route(self, state: _SequenceState, dists: dict[Side, Distribution], ahead: int = 0) -> Side:
+        """Ask the router which side should write the token ``ahead`` positions after the last one."""
         settings = self.settings
         signals = Signals(dists[BASE], dists[ALIGNED], self.pair.classes, settings.gamma,
-                          float(state.route_rng.random()))
+                          state.route_draw(len(state.tokens) + ahead))
         return settings.router.route(signals)
 
     def _choose(self, state: _SequenceState, dists: dict[Side, Distribution]) -> tuple[int, Side]:

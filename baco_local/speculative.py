@@ -31,10 +31,26 @@ from .sampling import FrozenDistribution, sample
 
 @dataclass(frozen=True)
 class _Draft:
-    """One drafted token and the writer's statistics at its position."""
+    """One drafted token, the writer's statistics at its position, and whether the router needs
+    the other model's distribution there (if not, the writer keeps this token for sure)."""
 
     token: int
     stats: FrozenDistribution
+    needs_other: bool
+
+
+class _NeedsOther(Exception):
+    """The router read the other model's distribution, which is not decoded yet."""
+
+
+class _NotDecodedYet:
+    """Stands in for the other model's distribution while drafting; reading it raises _NeedsOther."""
+
+    def __getattr__(self, name: str) -> object:
+        raise _NeedsOther(name)
+
+
+_NOT_DECODED = _NotDecodedYet()
 
 
 def _other(side: Side) -> Side:
@@ -75,25 +91,35 @@ class DraftGeneration(Generation):
         return [state.tokens[-1], *(d.token for d in drafts[: count - 1])]
 
     def _decode_group(self, side: Side, group: list[_SequenceState], inputs: dict[int, list[int]],
-                      offset: int | None) -> dict[int, list[int]]:
+                      offset: int | None, wanted: dict[int, list[bool]] | None = None) -> dict[int, list[int | None]]:
         """Decode, in ``side``'s context, each sample's inputs (all, or only the one at ``offset``).
 
-        Returns the output rows of each sample, in input order.
+        ``wanted`` says which inputs need logits (default: all). Returns, per sample and input, the
+        output row of its logits, or None where none were computed.
         """
         tokens: list[int] = []
         positions: list[int] = []
         seqs: list[int] = []
-        rows: dict[int, list[int]] = {}
+        want: list[bool] = []
+        rows: dict[int, list[int | None]] = {}
+        outputs = 0
+        sequence_zero: list[int] = []  # its cache content is remembered for prefix reuse
         for state in group:
             first = offset or 0
             chosen = inputs[state.index][first:] if offset is None else [inputs[state.index][offset]]
-            rows[state.index] = list(range(len(tokens), len(tokens) + len(chosen)))
+            flags = wanted[state.index] if wanted is not None else [True] * len(chosen)
+            rows[state.index] = []
+            for flag in flags:
+                rows[state.index].append(outputs if flag else None)
+                outputs += flag
+            if state.index == 0:
+                sequence_zero = chosen
             tokens.extend(chosen)
+            want.extend(flags)
             positions.extend(range(state.positions[side] + first, state.positions[side] + first + len(chosen)))
             seqs.extend([state.index] * len(chosen))
-        self.engine.contexts[side].decode(tokens, positions, seqs, [True] * len(tokens))
-        if 0 in rows:  # sequence 0's cache content is remembered for prefix reuse
-            self.engine.held[side].extend(tokens[i] for i in rows[0])
+        self.engine.contexts[side].decode(tokens, positions, seqs, want)
+        self.engine.held[side].extend(sequence_zero)
         return rows
 
     def _draft(self, live: list[_SequenceState]) -> dict[int, list[_Draft]]:
@@ -111,24 +137,38 @@ class DraftGeneration(Generation):
                 inputs = {s.index: self._inputs(s, drafts[s.index], step + 1) for s in group}
                 rows = self._decode_group(side, group, inputs, offset=step)
                 for state in group:
-                    dist = self._row_distribution(side, rows[state.index][0])
+                    dist = self._row_distribution(side, rows[state.index][0])  # type: ignore[arg-type]
                     token = sample(dist, params, state.sample_rng)
-                    drafts[state.index].append(_Draft(token, dist.frozen(with_entropy=with_entropy)))
+                    stats = dist.frozen(with_entropy=with_entropy)
+                    drafts[state.index].append(_Draft(token, stats, self._needs_other(state, side, stats, step)))
                     if token in self.pair.eog_ids:
                         budgets[state.index] = step + 1
         return drafts
 
-    def _verify(self, live: list[_SequenceState], drafts: dict[int, list[_Draft]]) -> dict[int, list[int]]:
+    def _needs_other(self, state: _SequenceState, writer: Side, stats: FrozenDistribution, ahead: int) -> bool:
+        """Whether routing position ``ahead`` of this round needs the other model's distribution.
+
+        The router is asked with the other side missing: if it keeps the writer without reading the
+        other side, the other model need not compute logits there (it still decodes the token).
+        """
+        dists = {writer: stats, _other(writer): _NOT_DECODED}
+        try:
+            return self._route(state, dists, ahead) != writer  # type: ignore[arg-type]
+        except _NeedsOther:
+            return True
+
+    def _verify(self, live: list[_SequenceState], drafts: dict[int, list[_Draft]]) -> dict[int, list[int | None]]:
         """Step 2: the other model decodes every sample's draft inputs in one batch."""
-        rows: dict[int, list[int]] = {}
+        rows: dict[int, list[int | None]] = {}
         for side in SIDES:
             group = [s for s in live if s.writer != side]
             if group:
                 inputs = {s.index: self._inputs(s, drafts[s.index], len(drafts[s.index])) for s in group}
-                rows.update(self._decode_group(side, group, inputs, offset=None))
+                wanted = {s.index: [d.needs_other for d in drafts[s.index]] for s in group}
+                rows.update(self._decode_group(side, group, inputs, offset=None, wanted=wanted))
         return rows
 
-    def _settle(self, state: _SequenceState, drafts: list[_Draft], rows: list[int]) -> list[TokenEvent]:
+    def _settle(self, state: _SequenceState, drafts: list[_Draft], rows: list[int | None]) -> list[TokenEvent]:
         """Steps 3-4: replay the router over the drafts, commit the kept tokens, cut both caches."""
         writer = state.writer
         other = _other(writer)
@@ -137,13 +177,14 @@ class DraftGeneration(Generation):
         rejected = False
         for j, draft in enumerate(drafts):
             state.positions = {side: start[side] + 1 + j for side in SIDES}
-            other_dist = self._row_distribution(other, rows[j])
-            dists = {writer: draft.stats, other: other_dist}
             token, side = draft.token, writer
-            if self._route(state, dists) != writer:  # type: ignore[arg-type]
-                candidate = sample(other_dist, self.settings.sampling, state.sample_rng)
-                if self.pair.classes.is_boundary(state.previous, candidate):
-                    token, side, rejected = candidate, other, True
+            row = rows[j]
+            if row is not None:  # the router needs the other model here (see _needs_other)
+                other_dist = self._row_distribution(other, row)
+                if self._route(state, {writer: draft.stats, other: other_dist}) != writer:  # type: ignore[dict-item]
+                    candidate = sample(other_dist, self.settings.sampling, state.sample_rng)
+                    if self.pair.classes.is_boundary(state.previous, candidate):
+                        token, side, rejected = candidate, other, True
             events.extend(self._commit(state, token, side))
             if rejected or state.finish is not None:
                 break
