@@ -215,6 +215,7 @@ class SequenceContext:
         self._rows: list[int] = []  # batch index of each entry that asked for logits
         self.n_evaluated = 0  # tokens decoded so far (tests count these)
         self.n_decode_calls = 0
+        self.n_outputs = 0  # logits rows computed so far
         self.decode_seconds = 0.0  # wall time spent inside llama_decode
 
     def close(self) -> None:
@@ -253,6 +254,7 @@ class SequenceContext:
             raise DecodeError(f"llama.cpp decode failed for {self.model.path.name}: {why}")
         self.n_evaluated += n
         self.n_decode_calls += 1
+        self.n_outputs += len(self._rows)
 
     def prefill(self, tokens: Sequence[int], seq: int = 0, start: int = 0) -> None:
         """Evaluate a prompt on one sequence in chunks; logits of its last token are row 0."""

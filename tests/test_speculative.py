@@ -91,6 +91,17 @@ def test_adaptive_draft_uses_fewer_decode_calls(engine) -> None:
     assert calls["draft"] * 4 < calls["step"]
 
 
+def test_verifier_skips_logits_the_router_does_not_need(engine) -> None:
+    """With a single-model router the other model only keeps its cache in sync: it computes no
+    logits after the prompt's last position (needed for the first token)."""
+    for router, idle in (("aligned", "B"), ("base", "A")):
+        generate(engine, router, DraftPolicy(), n=1, max_tokens=4)  # contexts exist from here on
+        before = engine.contexts[idle].n_outputs
+        samples, _ = generate(engine, router, DraftPolicy(), n=1, max_tokens=60)
+        assert len(samples[0].tokens) == 60
+        assert engine.contexts[idle].n_outputs - before == 1
+
+
 def test_draft_flag_is_validated() -> None:
     with pytest.raises(Exception, match="--draft"):
         DraftPolicy(fixed_k=0)
