@@ -40,14 +40,21 @@ class DraftPolicy:
     """Draft-and-verify: how many tokens the writing model runs ahead (see speculative.py).
 
     ``enabled=False`` is the step-by-step loop of this module. ``fixed_k`` pins the draft length;
-    otherwise it adapts per sample, from ``start_k``, growing by 2 after a fully accepted draft and
-    shrinking by 1 after a rejection, within [1, ``max_k``].
+    otherwise it adapts per sample and per writing model, from ``start_k``, growing by 2 after a
+    fully accepted draft and shrinking by 1 after a rejection, within [1, ``max_k``].
     """
 
     enabled: bool = True
     fixed_k: int | None = None
     start_k: int = 4
     max_k: int = 16
+    # Adaptive drafting pays off while decode calls are small; with several samples per prompt
+    # each step is already a batch, and the step loop is faster (bench/speed.py measures both).
+    max_samples_for_adaptive: int = 1
+
+    def applies_to(self, n_samples: int) -> bool:
+        """Whether a prompt with ``n_samples`` samples is drafted (a fixed K always is)."""
+        return self.enabled and (self.fixed_k is not None or n_samples <= self.max_samples_for_adaptive)
 
     def __post_init__(self) -> None:
         if self.fixed_k is not None and not 1 <= self.fixed_k <= 64:
@@ -222,7 +229,7 @@ class Engine:
                 raise ContextOverflowError(
                     f"the prompt is {len(tokens)} tokens for the {name} model but the context is "
                     f"{self.ctx_size}; raise --ctx-size or shorten the prompt")
-        if settings.draft.enabled and settings.ensemble is None:
+        if settings.draft.applies_to(n) and settings.ensemble is None:
             from .speculative import DraftGeneration  # kept apart so this file stays the reference
 
             return DraftGeneration(self, prompts, n, settings)

@@ -62,7 +62,8 @@ class DraftGeneration(Generation):
 
     def _run(self) -> Iterator[TokenEvent]:
         policy = self.settings.draft
-        self._k = {s.index: policy.fixed_k or policy.start_k for s in self.states}
+        # Draft lengths per sample and writer: the two models keep the pen for very different spells.
+        self._k = {(s.index, side): policy.fixed_k or policy.start_k for s in self.states for side in SIDES}
         # Both distributions of the first position come from the prefill: one ordinary step.
         events: list[TokenEvent] = []
         for state in self.states:
@@ -84,7 +85,7 @@ class DraftGeneration(Generation):
         """How many tokens this sample may draft this round (never past its limits)."""
         room = self.engine.ctx_size - 1 - max(state.positions.values())
         batch_room = self.engine.contexts[BASE].shape.n_batch // len(self.states)  # verify is one batch
-        return max(1, min(self._k[state.index], self.settings.max_tokens - len(state.tokens), room, batch_room))
+        return max(1, min(self._k[state.index, state.writer], self.settings.max_tokens - len(state.tokens), room, batch_room))
 
     def _inputs(self, state: _SequenceState, drafts: list[_Draft], count: int) -> list[int]:
         """The tokens both contexts decode this round: the pending token, then all drafts but the last."""
@@ -190,7 +191,7 @@ class DraftGeneration(Generation):
                 break
         kept = len(events)
         self._rewind(state, start, kept)
-        self._adapt(state, accepted_all=not rejected and kept == len(drafts))
+        self._adapt(state, writer, accepted_all=not rejected and kept == len(drafts))
         return events
 
     def _rewind(self, state: _SequenceState, start: dict[Side, int], kept: int) -> None:
@@ -202,10 +203,10 @@ class DraftGeneration(Generation):
             self.engine.contexts[side].truncate(state.index, keep)
             state.positions[side] = keep
 
-    def _adapt(self, state: _SequenceState, *, accepted_all: bool) -> None:
+    def _adapt(self, state: _SequenceState, writer: Side, *, accepted_all: bool) -> None:
         """Grow the draft after full acceptance, shrink it after a rejection (unless fixed)."""
         policy = self.settings.draft
         if policy.fixed_k:
             return
-        k = self._k[state.index]
-        self._k[state.index] = min(policy.max_k, k + 2) if accepted_all else max(1, k - 1)
+        key = (state.index, writer)
+        self._k[key] = min(policy.max_k, self._k[key] + 2) if accepted_all else max(1, self._k[key] - 1)

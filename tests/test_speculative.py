@@ -36,7 +36,8 @@ def generate(engine, router: str, draft: DraftPolicy, *, n=2, seed=0, sampling=S
 @pytest.mark.parametrize("router", list(ROUTERS))
 def test_greedy_draft_equals_step_loop_for_every_router(engine, router: str) -> None:
     reference, _ = generate(engine, router, STEP)
-    for policy in (DraftPolicy(), DraftPolicy(fixed_k=1), DraftPolicy(fixed_k=5), DraftPolicy(start_k=16)):
+    for policy in (DraftPolicy(max_samples_for_adaptive=8), DraftPolicy(fixed_k=1), DraftPolicy(fixed_k=5),
+                   DraftPolicy(start_k=16, max_samples_for_adaptive=8)):
         drafted, events = generate(engine, router, policy)
         for ref, got in zip(reference, drafted):
             assert (got.tokens, got.sources, got.text, got.finish_reason) == (
@@ -100,6 +101,19 @@ def test_verifier_skips_logits_the_router_does_not_need(engine) -> None:
         samples, _ = generate(engine, router, DraftPolicy(), n=1, max_tokens=60)
         assert len(samples[0].tokens) == 60
         assert engine.contexts[idle].n_outputs - before == 1
+
+
+def test_adaptive_drafting_is_for_single_samples_and_a_fixed_k_for_any(engine) -> None:
+    from baco_local.speculative import DraftGeneration
+
+    def generation(policy: DraftPolicy, n: int):
+        settings = GenerationSettings(get_router("p-punc"), 0.3, SamplingParams(temperature=0), 8, (), 0, policy)
+        return engine.generate(PROMPT, n, settings)
+
+    assert isinstance(generation(DraftPolicy(), 1), DraftGeneration)
+    assert not isinstance(generation(DraftPolicy(), 4), DraftGeneration)
+    assert isinstance(generation(DraftPolicy(fixed_k=3), 4), DraftGeneration)
+    assert not isinstance(generation(STEP, 1), DraftGeneration)
 
 
 def test_draft_flag_is_validated() -> None:
