@@ -25,49 +25,27 @@ from ..errors import BacoError
 from ..loop import TokenEvent
 from ..routers import ALIGNED, BASE
 from . import options as opt
-from .setup import ModelChoice, build_settings, open_engine, resolve_models
+from .setup import open_engine, prepare_run
 
 STYLES = {ALIGNED: "cyan", BASE: "yellow"}
 PROMPT = ">>> "
 HISTORY_LENGTH = 1000
 
 
+@opt.with_run_options(max_tokens=512)
 def chat_command(
-    base: opt.BaseOpt = None,
-    aligned: opt.AlignedOpt = None,
-    pair: opt.PairOpt = None,
-    yes: opt.YesOpt = False,
-    chat_template_file: opt.ChatTemplateOpt = None,
-    base_template: opt.BaseTemplateOpt = None,
     system: Annotated[str | None, typer.Option("--system", help="System prompt (change it with /system).",
                                                rich_help_panel=opt.MODEL)] = None,
-    router: opt.RouterOpt = None,
-    gamma: opt.GammaOpt = None,
-    temp: opt.TempOpt = opt.DEFAULT_TEMP,
-    top_k: opt.TopKOpt = opt.DEFAULT_TOP_K,
-    top_p: opt.TopPOpt = opt.DEFAULT_TOP_P,
-    min_p: opt.MinPOpt = opt.DEFAULT_MIN_P,
-    seed: opt.SeedOpt = 0,
-    max_tokens: opt.MaxTokensOpt = 512,
-    stop: opt.StopOpt = None,
-    draft: opt.DraftOpt = None,
-    no_draft: opt.NoDraftOpt = False,
-    ctx_size: opt.CtxSizeOpt = opt.DEFAULT_CTX,
-    gpu_layers: opt.GpuLayersOpt = 0,
-    threads: opt.ThreadsOpt = None,
-    ignore_memory: opt.IgnoreMemoryOpt = False,
     plain: Annotated[bool, typer.Option("--plain", help="No colours (the default when stdout is not a terminal).",
                                         rich_help_panel=opt.RUNTIME)] = False,
+    *,
+    run: opt.RunOptions,
 ) -> None:
     """Chat with a base/aligned pair, watching which model writes each token."""
-    choice = ModelChoice(base, aligned, pair, chat_template_file, base_template, gpu_layers, yes)
-    resolved = resolve_models(choice)
-    settings = build_settings(router, gamma, resolved, temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
-                              max_tokens=max_tokens, stop=stop, seed=seed, draft=draft, no_draft=no_draft)
+    resolved, settings = prepare_run(run)
     out, info = _console(plain, stderr=False), _console(plain, stderr=True)
     with _loading(info):
-        engine = open_engine(resolved, ctx_size=ctx_size, threads=threads, n_seq=1, max_tokens=max_tokens,
-                             ignore_memory=ignore_memory)
+        engine = open_engine(resolved, run, n_seq=1)
     try:
         ChatTerminal(ChatSession(engine, settings, system=system), out, info).run(resolved.label)
     finally:

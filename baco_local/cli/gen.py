@@ -15,47 +15,26 @@ from ..prompts import Message
 from ..records import JsonlWriter, check_resumable, prompt_record, read_existing
 from . import options as opt
 from .console import note, stderr
-from .setup import ModelChoice, build_settings, open_engine, resolve_models, settings_record
+from .setup import open_engine, prepare_run, settings_record
 
 
+@opt.with_run_options()
 def gen_command(
-    prompt_file: Annotated[Path, typer.Option("--prompt-file", "-f", help="Prompts: .txt (one per line) or "
-                                              ".jsonl ({\"id\", \"prompt\"}).")],
+    prompt_file: opt.PromptFileOpt,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="JSONL output, appended per prompt; "
                                                    "a rerun resumes (default: stdout).")] = None,
     n: Annotated[int, typer.Option("-n", "--samples", help="Samples per prompt, decoded in parallel.")] = 1,
-    base: opt.BaseOpt = None,
-    aligned: opt.AlignedOpt = None,
-    pair: opt.PairOpt = None,
-    yes: opt.YesOpt = False,
-    chat_template_file: opt.ChatTemplateOpt = None,
-    base_template: opt.BaseTemplateOpt = None,
-    system: Annotated[Optional[str], typer.Option("--system", help="System prompt for every prompt.")] = None,
-    router: opt.RouterOpt = None,
-    gamma: opt.GammaOpt = None,
-    temp: opt.TempOpt = opt.DEFAULT_TEMP,
-    top_k: opt.TopKOpt = opt.DEFAULT_TOP_K,
-    top_p: opt.TopPOpt = opt.DEFAULT_TOP_P,
-    min_p: opt.MinPOpt = opt.DEFAULT_MIN_P,
-    seed: opt.SeedOpt = 0,
-    max_tokens: opt.MaxTokensOpt = 256,
-    stop: opt.StopOpt = None,
-    draft: opt.DraftOpt = None,
-    no_draft: opt.NoDraftOpt = False,
-    ctx_size: opt.CtxSizeOpt = opt.DEFAULT_CTX,
-    gpu_layers: opt.GpuLayersOpt = 0,
-    threads: opt.ThreadsOpt = None,
-    ignore_memory: opt.IgnoreMemoryOpt = False,
+    system: Annotated[Optional[str], typer.Option("--system", help="System prompt for every prompt.",
+                                                  rich_help_panel=opt.MODEL)] = None,
+    *,
+    run: opt.RunOptions,
 ) -> None:
     """Generate N samples per prompt with a router, writing NoveltyBench-style JSONL."""
     if n < 1:
         raise typer.BadParameter("must be at least 1", param_hint="-n")
-    choice = ModelChoice(base, aligned, pair, chat_template_file, base_template, gpu_layers, yes)
-    resolved = resolve_models(choice)
-    settings = build_settings(router, gamma, resolved, temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
-                              max_tokens=max_tokens, stop=stop, seed=seed, draft=draft, no_draft=no_draft)
+    resolved, settings = prepare_run(run)
     items = read_prompt_file(prompt_file)
-    record_settings = settings_record(settings, resolved, n, ctx_size)
+    record_settings = settings_record(settings, resolved, n, run.ctx_size)
     done: set = set()
     if output is not None:
         existing = read_existing(output)
@@ -70,8 +49,7 @@ def gen_command(
     if not todo:
         writer.close()
         return
-    engine = open_engine(resolved, ctx_size=ctx_size, threads=threads, n_seq=n, max_tokens=max_tokens,
-                         ignore_memory=ignore_memory)
+    engine = open_engine(resolved, run, n_seq=n)
     messages_prefix = [Message("system", system)] if system else []
     try:
         with _progress() as progress:

@@ -7,8 +7,11 @@ annotations, so names, help texts and defaults never drift apart. Flag names fol
 
 from __future__ import annotations
 
+import functools
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -21,6 +24,8 @@ ROUTING = "Routing"
 SAMPLING = "Sampling"
 RUNTIME = "Runtime"
 
+PromptFileOpt = Annotated[Path, typer.Option("--prompt-file", "-f", help="Prompts: .txt (one per line) or "
+                                             ".jsonl ({\"id\", \"prompt\"}).")]
 BaseOpt = Annotated[Optional[Path], typer.Option("--base", help="Base (pretrained) model GGUF.",
                                                  rich_help_panel=MODEL)]
 AlignedOpt = Annotated[Optional[Path], typer.Option("--aligned", help="Aligned (instruct) model GGUF.",
@@ -73,3 +78,70 @@ DEFAULT_TOP_K = _DEFAULTS.top_k
 DEFAULT_TOP_P = _DEFAULTS.top_p
 DEFAULT_MIN_P = _DEFAULTS.min_p
 DEFAULT_CTX = 4096
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options every generating command shares, bundled by :func:`with_run_options`."""
+
+    base: Path | None
+    aligned: Path | None
+    pair: str | None
+    yes: bool
+    chat_template_file: Path | None
+    base_template: str | None
+    temp: float
+    top_k: int
+    top_p: float
+    min_p: float
+    seed: int
+    max_tokens: int
+    stop: list[str] | None
+    draft: int | None
+    no_draft: bool
+    ctx_size: int
+    gpu_layers: int
+    threads: int | None
+    ignore_memory: bool
+    router: str | None = None  # not offered by sweep, which sweeps routers itself
+    gamma: float | None = None
+
+
+_MODEL_OPTIONS = [("base", BaseOpt, None), ("aligned", AlignedOpt, None), ("pair", PairOpt, None),
+                  ("yes", YesOpt, False), ("chat_template_file", ChatTemplateOpt, None),
+                  ("base_template", BaseTemplateOpt, None)]
+_ROUTING_OPTIONS = [("router", RouterOpt, None), ("gamma", GammaOpt, None)]
+_SAMPLING_OPTIONS = [("temp", TempOpt, DEFAULT_TEMP), ("top_k", TopKOpt, DEFAULT_TOP_K), ("top_p", TopPOpt, DEFAULT_TOP_P),
+                     ("min_p", MinPOpt, DEFAULT_MIN_P), ("seed", SeedOpt, 0), ("max_tokens", MaxTokensOpt, 256),
+                     ("stop", StopOpt, None)]
+_RUNTIME_OPTIONS = [("draft", DraftOpt, None), ("no_draft", NoDraftOpt, False), ("ctx_size", CtxSizeOpt, DEFAULT_CTX),
+                    ("gpu_layers", GpuLayersOpt, 0), ("threads", ThreadsOpt, None),
+                    ("ignore_memory", IgnoreMemoryOpt, False)]
+
+
+def with_run_options(*, routing: bool = True, max_tokens: int = 256) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a typer command the shared model, routing, sampling and runtime options.
+
+    The command declares its own options plus a ``run: RunOptions`` parameter; the decorated
+    command's signature (what typer reads) has the command's own options followed by the shared
+    ones, and calls the command with those bundled into ``run``.
+    """
+    shared = [*_MODEL_OPTIONS, *(_ROUTING_OPTIONS if routing else []), *_SAMPLING_OPTIONS, *_RUNTIME_OPTIONS]
+    defaults = {"max_tokens": max_tokens}
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for name, p in signature.parameters.items() if name != "run"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                   default=defaults.get(name, default)) for name, annotation, default in shared]
+
+        @functools.wraps(command)
+        def wrapper(**values: Any) -> Any:
+            run = RunOptions(**{name: values.pop(name) for name, _, _ in shared})
+            return command(run=run, **values)
+
+        wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{n: a for n, a, _ in shared}}
+        return wrapper
+
+    return decorate

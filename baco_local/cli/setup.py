@@ -13,6 +13,7 @@ from ..memory import kv_cells
 from ..pair import ModelPair, PairSpec
 from ..prompts import DEFAULT_BASE_TEMPLATE
 from ..routers import DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
+from .options import RunOptions
 from ..sampling import SamplingParams
 
 
@@ -70,21 +71,22 @@ def resolve_models(choice: ModelChoice) -> ResolvedChoice:
     return ResolvedChoice(spec, DEFAULT_ROUTER, DEFAULT_GAMMA, f"{choice.base.stem}+{choice.aligned.stem}")
 
 
-def build_settings(router: str | None, gamma: float | None, resolved: ResolvedChoice, *, temp: float, top_k: int,
-                   top_p: float, min_p: float, max_tokens: int, stop: list[str] | None,
-                   seed: int, draft: int | None = None, no_draft: bool = False) -> GenerationSettings:
-    """Validate routing and sampling values (before any model is loaded)."""
-    if draft is not None and no_draft:
+def prepare_run(run: RunOptions) -> tuple[ResolvedChoice, GenerationSettings]:
+    """Resolve the models and validate routing and sampling values (before any model is loaded)."""
+    resolved = resolve_models(ModelChoice(run.base, run.aligned, run.pair, run.chat_template_file,
+                                          run.base_template, run.gpu_layers, run.yes))
+    if run.draft is not None and run.no_draft:
         raise UsageError("give --draft K or --no-draft, not both")
-    return GenerationSettings(
-        router=get_router(router or resolved.default_router),
-        gamma=resolved.default_gamma if gamma is None else gamma,
-        sampling=SamplingParams(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p),
-        max_tokens=max_tokens,
-        stop=tuple(stop or ()),
-        seed=seed,
-        draft=DraftPolicy(enabled=not no_draft, fixed_k=draft),
+    settings = GenerationSettings(
+        router=get_router(run.router or resolved.default_router),
+        gamma=resolved.default_gamma if run.gamma is None else run.gamma,
+        sampling=SamplingParams(temperature=run.temp, top_k=run.top_k, top_p=run.top_p, min_p=run.min_p),
+        max_tokens=run.max_tokens,
+        stop=tuple(run.stop or ()),
+        seed=run.seed,
+        draft=DraftPolicy(enabled=not run.no_draft, fixed_k=run.draft),
     )
+    return resolved, settings
 
 
 def settings_record(settings: GenerationSettings, resolved: ResolvedChoice, n: int, ctx_size: int) -> dict[str, Any]:
@@ -107,8 +109,7 @@ def settings_record(settings: GenerationSettings, resolved: ResolvedChoice, n: i
     }
 
 
-def open_engine(resolved: ResolvedChoice, *, ctx_size: int, threads: int | None, n_seq: int, max_tokens: int,
-                ignore_memory: bool) -> Engine:
+def open_engine(resolved: ResolvedChoice, run: RunOptions, n_seq: int) -> Engine:
     """Print the memory estimate, refuse a run that cannot fit, then load the pair and make its engine.
 
     With GPU offload the limit that matters is the GPU's, which this check does not know: it only
@@ -119,7 +120,7 @@ def open_engine(resolved: ResolvedChoice, *, ctx_size: int, threads: int | None,
     spec = resolved.spec
     offloaded = spec.base_gpu_layers != 0 or spec.aligned_gpu_layers != 0
     trained = [s.context_length for s in (read_gguf(spec.base_path), read_gguf(spec.aligned_path)) if s.context_length]
-    effective_ctx = min([ctx_size, *trained])  # the engine never uses more than the models were trained for
-    check_memory_for_run(spec.base_path, spec.aligned_path, n_cells=kv_cells(effective_ctx, n_seq, max_tokens),
-                         n_seq=n_seq, ignore_limit=ignore_memory or offloaded)
-    return Engine(ModelPair(spec), ctx_size=ctx_size, threads=threads)
+    effective_ctx = min([run.ctx_size, *trained])  # the engine never uses more than the models were trained for
+    check_memory_for_run(spec.base_path, spec.aligned_path, n_cells=kv_cells(effective_ctx, n_seq, run.max_tokens),
+                         n_seq=n_seq, ignore_limit=run.ignore_memory or offloaded)
+    return Engine(ModelPair(spec), ctx_size=run.ctx_size, threads=run.threads)

@@ -38,7 +38,7 @@ from ..sweep_report import SweepResult, plot_sweep, points_document, summarise_s
 from . import options as opt
 from .console import note, stderr, stdout
 from .scoring import EmbedderOpt, JudgeOpt, SemanticOpt, choose_embedder, lists_metrics, open_judge
-from .setup import ModelChoice, ResolvedChoice, build_settings, open_engine, resolve_models, settings_record
+from .setup import ResolvedChoice, open_engine, prepare_run, settings_record
 
 GRID = "Grid"
 Scorer = Union[LikelihoodScorer, JudgeScorer]
@@ -85,9 +85,9 @@ def parse_floats(text: str, option: str) -> tuple[float, ...]:
 
 
 @lists_metrics
+@opt.with_run_options(routing=False)
 def sweep_command(
-    prompt_file: Annotated[Path, typer.Option("--prompt-file", "-f", help="Prompts: .txt (one per line) or "
-                                              ".jsonl ({\"id\", \"prompt\"}).")],
+    prompt_file: opt.PromptFileOpt,
     run_dir: Annotated[Path, typer.Option("--output", "-o", help="Run folder (made if missing); running the same "
                                           "command again continues where it stopped.")],
     n: Annotated[int, typer.Option("-n", "--samples", help="Samples per prompt and operating point "
@@ -100,37 +100,18 @@ def sweep_command(
     min_ps: MinPsOpt = _joined(_DEFAULT.min_ps),
     nudging_gammas: NudgingGammasOpt = _joined(_DEFAULT.nudging_gammas),
     ensemble_weights: WeightsOpt = _joined(_DEFAULT.ensemble_weights),
-    base: opt.BaseOpt = None,
-    aligned: opt.AlignedOpt = None,
-    pair: opt.PairOpt = None,
-    yes: opt.YesOpt = False,
-    chat_template_file: opt.ChatTemplateOpt = None,
-    base_template: opt.BaseTemplateOpt = None,
-    temp: opt.TempOpt = opt.DEFAULT_TEMP,
-    top_k: opt.TopKOpt = opt.DEFAULT_TOP_K,
-    top_p: opt.TopPOpt = opt.DEFAULT_TOP_P,
-    min_p: opt.MinPOpt = opt.DEFAULT_MIN_P,
-    seed: opt.SeedOpt = 0,
-    max_tokens: opt.MaxTokensOpt = 256,
-    stop: opt.StopOpt = None,
-    draft: opt.DraftOpt = None,
-    no_draft: opt.NoDraftOpt = False,
-    ctx_size: opt.CtxSizeOpt = opt.DEFAULT_CTX,
-    gpu_layers: opt.GpuLayersOpt = 0,
-    threads: opt.ThreadsOpt = None,
-    ignore_memory: opt.IgnoreMemoryOpt = False,
     semantic: SemanticOpt = None,
     embedder: EmbedderOpt = DEFAULT_EMBEDDER,
     judge: JudgeOpt = None,
+    *,
+    run: opt.RunOptions,
 ) -> None:
     """Run every method of a grid on the prompts (models loaded once), score each operating point and
     report each method's coverage and dominance of the diversity-quality frontier. The quality axis is
     aligned-loglik, and judge with --judge."""
     if n < 2:
         raise UsageError(f"-n must be at least 2 (diversity compares a prompt's samples), got {n}")
-    resolved = resolve_models(ModelChoice(base, aligned, pair, chat_template_file, base_template, gpu_layers, yes))
-    shared = build_settings(None, None, resolved, temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
-                            max_tokens=max_tokens, stop=stop, seed=seed, draft=draft, no_draft=no_draft)
+    resolved, shared = prepare_run(run)
     knobs = KnobLists(
         routers=parse_names(routers, "--routers"), gammas=parse_floats(gammas, "--gammas"),
         entropy_gammas=parse_floats(entropy_gammas, "--entropy-gammas"),
@@ -139,7 +120,7 @@ def sweep_command(
         ensemble_weights=parse_floats(ensemble_weights, "--ensemble-weights"))
     points = build_grid(knobs, shared)
     items = read_prompt_file(prompt_file)
-    record_settings = {p.id: point_settings(p, resolved, n, ctx_size) for p in points}
+    record_settings = {p.id: point_settings(p, resolved, n, run.ctx_size) for p in points}
     folder = RunFolder(run_dir)
     folder.open(grid_spec(record_settings, resolved))
     if not available(PLOT_MODULES):
@@ -151,11 +132,10 @@ def sweep_command(
              f"already in {folder.generations}")
     chosen_embedder = choose_embedder(semantic, embedder)  # fail now rather than after generating
     scorers: list[Scorer] = []
-    engine = open_engine(resolved, ctx_size=ctx_size, threads=threads, n_seq=n, max_tokens=max_tokens,
-                         ignore_memory=ignore_memory)
+    engine = open_engine(resolved, run, n_seq=n)
     try:
-        scorers.append(likelihood_scorer(engine.pair, threads))
-        judge_scorer = open_judge(judge, gpu_layers=gpu_layers, threads=threads, ctx_size=ctx_size)
+        scorers.append(likelihood_scorer(engine.pair, run.threads))
+        judge_scorer = open_judge(judge, gpu_layers=run.gpu_layers, threads=run.threads, ctx_size=run.ctx_size)
         scorers.extend([judge_scorer] if judge_scorer else [])
         with closing(folder.appender(folder.generations)) as writer:
             generate(engine, tasks, n, record_settings, writer)
