@@ -93,14 +93,14 @@ def baco_run(engine: Engine, router: str, draft: DraftPolicy, max_tokens: int, n
     timing = Timing()
     for seed, prompt in enumerate(prompts):
         settings = GenerationSettings(get_router(router), 0.3, SAMPLING, max_tokens, (), seed, draft)
-        before = {id(c): c.decode_seconds for c in engine.contexts.values()}  # contexts may be re-created
+        before = {c: c.decode_seconds for c in engine.contexts.values()}  # contexts may be re-created
         started = time.perf_counter()
         generation = engine.generate([Message("user", prompt)], n, settings)
         for _ in generation:
             pass
         timing.seconds += time.perf_counter() - started
         timing.tokens += sum(len(s.tokens) for s in generation.samples)
-        timing.decode_seconds += sum(c.decode_seconds - before.get(id(c), 0.0) for c in engine.contexts.values())
+        timing.decode_seconds += sum(c.decode_seconds - before.get(c, 0.0) for c in engine.contexts.values())
     return timing
 
 
