@@ -14,10 +14,9 @@ from typing import Sequence
 import numpy as np
 
 from .backend import LoadedModel
+from .chat_prompt import ChatPrompter
 from .compat import check_pair
-from .errors import ChatTemplateError
-from .prompts import (DEFAULT_BASE_TEMPLATE, Message, check_base_template, compile_chat_template,
-                      render_base, render_chat)
+from .prompts import DEFAULT_BASE_TEMPLATE, Message, check_base_template, render_base
 from .vocab import TokenClasses, build_token_classes
 
 
@@ -48,7 +47,7 @@ class ModelPair:
         self.base_masked = self._unusable_ids(self.base, self.aligned)
         self.aligned_masked = self._unusable_ids(self.aligned, self.base)
         self.classes = self._classify()
-        self._chat_template = compile_chat_template(self._chat_template_source())
+        self._aligned_prompter = ChatPrompter(self.aligned, spec.chat_template)
 
     def close(self) -> None:
         """Free both models."""
@@ -64,15 +63,6 @@ class ModelPair:
         larger = self.aligned if self.aligned.n_vocab >= self.base.n_vocab else self.base
         return build_token_classes(self.n_vocab, larger.piece, larger.info.control, larger.info.byte)
 
-    def _chat_template_source(self) -> str:
-        if self.spec.chat_template is not None:
-            return self.spec.chat_template
-        source = self.aligned.summary.chat_template
-        if not source:
-            raise ChatTemplateError(
-                f"{self.aligned.path.name} has no chat template; pass --chat-template-file")
-        return source
-
     def piece(self, token: int) -> bytes:
         """The bytes a generated token stands for (control tokens render as nothing)."""
         model = self.aligned if token < self.aligned.n_vocab else self.base
@@ -84,12 +74,7 @@ class ModelPair:
 
     def aligned_prompt(self, messages: Sequence[Message]) -> list[int]:
         """Token ids of the conversation through the aligned model's chat template."""
-        model = self.aligned
-        bos_text = model.token_text(model.info.bos) if model.info.bos is not None else ""
-        eos_text = model.token_text(model.info.eos) if model.info.eos is not None else ""
-        text = render_chat(self._chat_template, messages, bos_token=bos_text, eos_token=eos_text)
-        add_bos = model.info.add_bos and not (bos_text and text.startswith(bos_text))
-        return model.tokenize(text, add_bos=add_bos, special=True)
+        return self._aligned_prompter(messages)
 
     def base_prompt(self, messages: Sequence[Message]) -> list[int]:
         """Token ids of the plain-text transcript the base model sees."""
