@@ -213,3 +213,16 @@ def test_ensemble_weights_zero_and_one_are_the_single_models(engine) -> None:
     generation = engine.generate(PROMPT, 2, mixed)
     list(generation)
     assert all(set(s.sources) == {"A", "B"} for s in generation.samples)
+
+
+def test_a_character_spanning_tokens_is_emitted_whole(engine, pair) -> None:
+    """UTF-8 split over byte tokens: nothing is shown until the character is complete."""
+    from tiny_models import BYTE_BASE_ID
+
+    settings = GenerationSettings(get_router("aligned"), 0.3, GREEDY, 10)
+    generation = engine.generate(PROMPT, 1, settings)
+    state = generation.states[0]
+    first = generation._commit(state, BYTE_BASE_ID + 0xC3, "A")
+    second = generation._commit(state, BYTE_BASE_ID + 0xA9, "B")
+    assert [e.text for e in first + second] == ["", "é"]
+    assert state.text == "é" and "".join(state.sources) == "AB"
