@@ -18,9 +18,10 @@ after the longest common prefix (multi-turn chat pays only for the new turn).
 
 from __future__ import annotations
 
+import bisect
 import codecs
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -123,25 +124,24 @@ class _SequenceState:
 
     index: int
     seed: int
-    sample_rng: np.random.Generator
-    route_rng: np.random.Generator
+    streams: "_DrawStreams"
     positions: dict[Side, int]  # next KV position in each context
     tokens: list[int] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)  # where each token's text begins in ``text``
     text: str = ""
     emitted: int = 0  # characters of text already reported in events
     finish: str | None = None
     decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
 
-    route_draws: list[float] = field(default_factory=list)
+    def route_draw(self, ahead: int = 0) -> float:
+        """The routing draw of the position ``ahead`` tokens after the last generated one."""
+        return self.streams.draw("route", len(self.tokens) + ahead)
 
-    def route_draw(self, position: int) -> float:
-        """The routing draw of generated position ``position``: the position-th value of the routing
-        stream, whatever order positions are asked in (draft-and-verify asks ahead)."""
-        while len(self.route_draws) <= position:
-            self.route_draws.append(float(self.route_rng.random()))
-        return self.route_draws[position]
+    def sample_draw(self, side: Side, ahead: int = 0) -> float:
+        """The uniform draw ``side`` samples with at the position ``ahead`` tokens from now."""
+        return self.streams.draw(side, len(self.tokens) + ahead)
 
     @property
     def previous(self) -> int | None:
@@ -157,10 +157,26 @@ def sample_seed(seed: int, index: int) -> int:
     return seed + index
 
 
-def _rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
-    """Independent streams for sampling and for routing, both derived from one seed."""
-    sampling_seq, routing_seq = np.random.SeedSequence(seed).spawn(2)
-    return np.random.default_rng(sampling_seq), np.random.default_rng(routing_seq)
+class _DrawStreams:
+    """A sample's uniform random draws, indexed by generated position.
+
+    Three independent streams come from the sample's seed: routing, base sampling and aligned
+    sampling. The draw for position k of a stream is its k-th value, whatever order positions are
+    asked in, so the step loop and draft-and-verify (which samples ahead and discards) use the same
+    draw for the same decision, and give the same tokens.
+    """
+
+    def __init__(self, seed: int) -> None:
+        children = np.random.SeedSequence(seed).spawn(3)
+        self._rngs = {name: np.random.default_rng(child) for name, child in zip(("route", BASE, ALIGNED), children)}
+        self._draws: dict[str, list[float]] = {name: [] for name in self._rngs}
+
+    def draw(self, stream: str, position: int) -> float:
+        """The draw of ``stream`` at generated position ``position``."""
+        draws = self._draws[stream]
+        if len(draws) <= position:
+            draws.extend(self._rngs[stream].random(position + 1 - len(draws) + 15).tolist())
+        return draws[position]
 
 
 class Engine:
@@ -249,9 +265,8 @@ class Generation:
         self.states = []
         for index in range(n):
             seed = sample_seed(settings.seed, index)
-            sample_rng, route_rng = _rngs(seed)
             positions = {side: len(prompts[side]) for side in SIDES}
-            self.states.append(_SequenceState(index, seed, sample_rng, route_rng, positions))
+            self.states.append(_SequenceState(index, seed, _DrawStreams(seed), positions))
         self._started = False
 
     @property
@@ -301,8 +316,7 @@ class Generation:
     def _route(self, state: _SequenceState, dists: dict[Side, Distribution], ahead: int = 0) -> Side:
         """Ask the router which side should write the token ``ahead`` positions after the last one."""
         settings = self.settings
-        signals = Signals(dists[BASE], dists[ALIGNED], self.pair.classes, settings.gamma,
-                          state.route_draw(len(state.tokens) + ahead))
+        signals = Signals(dists[BASE], dists[ALIGNED], self.pair.classes, settings.gamma, state.route_draw(ahead))
         return settings.router.route(signals)
 
     def _choose(self, state: _SequenceState, dists: dict[Side, Distribution]) -> tuple[int, Side]:
@@ -310,7 +324,7 @@ class Generation:
         if self.settings.ensemble is not None:
             return self._choose_from_mixture(state, dists, self.settings.ensemble)
         return choose_token(self._route(state, dists), state.writer, state.previous, dists,
-                            self.pair.classes.is_boundary, self.settings.sampling, state.sample_rng)
+                            self.pair.classes.is_boundary, self.settings.sampling, state.sample_draw)
 
     def _choose_from_mixture(self, state: _SequenceState, dists: dict[Side, Distribution],
                              weight: float) -> tuple[int, Side]:
@@ -318,7 +332,7 @@ class Generation:
         the model that contributed more of its probability."""
         buffer, scratch = self.engine._mixture
         token = sample(Distribution(mixture(dists[BASE], dists[ALIGNED], weight, buffer), scratch),
-                       self.settings.sampling, state.sample_rng)
+                       self.settings.sampling, state.sample_draw(BASE))
         base_share = weight * dists[BASE].prob(token) if token < dists[BASE].logits.shape[0] else 0.0
         aligned_share = (1 - weight) * dists[ALIGNED].prob(token) if token < dists[ALIGNED].logits.shape[0] else 0.0
         return token, BASE if base_share > aligned_share else ALIGNED
@@ -332,6 +346,7 @@ class Generation:
         else:
             state.tokens.append(token)
             state.sources.append(side)
+            state.starts.append(len(state.text))
             checked = len(state.text)
             state.text += state.decoder.decode(self.pair.piece(token))
             cut_by_stop = self._cut_at_stop(state, checked)
@@ -355,7 +370,10 @@ class Generation:
         found = [cut for cut in cuts if cut >= 0]
         if not found:
             return False
-        state.text = state.text[:min(found)]
+        cut = min(found)
+        state.text = state.text[:cut]
+        kept = bisect.bisect_left(state.starts, cut)  # tokens whose text begins before the stop string
+        del state.tokens[kept:], state.sources[kept:], state.starts[kept:]
         state.finish = "stop"
         return True
 
@@ -375,10 +393,13 @@ class Generation:
 
 
 def choose_token(wanted: Side, writer: Side | None, previous: int | None,
-                 dists: dict[Side, Distribution], is_boundary, params: SamplingParams,
-                 rng: np.random.Generator) -> tuple[int, Side]:
-    """Sample from the wanted side; a change of writer stands only on a word-initial token."""
-    token = sample(dists[wanted], params, rng)
+                 dists: dict[Side, Distribution], is_boundary: Callable[[int | None, int], bool],
+                 params: SamplingParams, draw: Callable[[Side], float]) -> tuple[int, Side]:
+    """Sample from the wanted side; a change of writer stands only on a word-initial token.
+
+    ``draw(side)`` is the uniform draw that side samples this position with.
+    """
+    token = sample(dists[wanted], params, draw(wanted))
     if writer is None or wanted == writer or is_boundary(previous, token):
         return token, wanted
-    return sample(dists[writer], params, rng), writer
+    return sample(dists[writer], params, draw(writer)), writer

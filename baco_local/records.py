@@ -20,7 +20,8 @@ from .loop import Sample
 from .prompt_file import PromptId, PromptItem
 
 # Settings that must match for a rerun to resume into an existing file.
-RESUME_KEYS = ("router", "gamma", "n", "sampling", "max_tokens", "stop", "seed", "model")
+RESUME_KEYS = ("router", "gamma", "n", "sampling", "max_tokens", "stop", "seed", "system", "base_template",
+               "chat_template", "model")
 
 
 def sample_record(sample: Sample) -> dict[str, Any]:
@@ -69,17 +70,17 @@ def read_existing(path: Path) -> ExistingOutput:
     except OSError as exc:
         raise OutputFileError(f"cannot read output file {path}: {exc.strerror}") from None
     for number, line in enumerate(data.splitlines(keepends=True), start=1):
+        if not line.endswith(b"\n"):
+            break  # a torn last line from an interrupted write: not trusted, it will be overwritten
+        valid += len(line)
+        if not line.strip():
+            continue  # a blank line (say, after hand editing) is harmless
         try:
             record = json.loads(line)
             done.add(record["id"])
-            settings = settings or record.get("settings")
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-            if line.endswith(b"\n"):
-                raise OutputFileError(f"{path} line {number} is not a baco record; use another -o") from None
-            break  # a torn last line from an interrupted write: it will be overwritten
-        if not line.endswith(b"\n"):
-            break
-        valid += len(line)
+            raise OutputFileError(f"{path} line {number} is not a baco record; use another -o") from None
+        settings = settings or record.get("settings")
     return ExistingOutput(done, settings, valid)
 
 

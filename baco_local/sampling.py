@@ -195,15 +195,15 @@ def _nucleus_candidates(dist: Distribution, top_p: float) -> np.ndarray:
     return np.arange(n_vocab)
 
 
-def sample(dist: Distribution, params: SamplingParams, rng: np.random.Generator) -> int:
-    """Draw a token id from ``dist`` under ``params`` (greedy at temperature 0)."""
+def sample(dist: Distribution, params: SamplingParams, draw: float) -> int:
+    """The token id that the uniform ``draw`` in [0, 1) picks from ``dist`` under ``params``
+    (inverse-CDF sampling; greedy at temperature 0, where ``draw`` is unused)."""
     if params.greedy:
         return dist.argmax
     ids = _ranked_prefix(dist, params)
     if ids.shape[0] == 1:
-        rng.random()  # keep one draw per sampled token, whatever the filters left
         return int(ids[0])
     scaled = (dist.logits[ids].astype(np.float64) - dist.max_logit) / params.temperature
     cumulative = np.cumsum(np.exp(scaled))
-    pick = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+    pick = int(np.searchsorted(cumulative, draw * cumulative[-1], side="right"))
     return int(ids[min(pick, ids.shape[0] - 1)])

@@ -126,7 +126,8 @@ class DraftGeneration(Generation):
     def _draft(self, live: list[_SequenceState]) -> dict[int, list[_Draft]]:
         """Step 1: every writer runs ahead, all samples with the same writer in one batch per step."""
         params = self.settings.sampling
-        with_entropy = self.settings.router.needs_entropy
+        # Routers read only the base model's entropy: an aligned writer's drafts skip that pass.
+        needs_entropy = self.settings.router.needs_entropy
         budgets = {s.index: self._budget(s) for s in live}
         drafts: dict[int, list[_Draft]] = {s.index: [] for s in live}
         for step in range(max(budgets.values())):
@@ -139,8 +140,8 @@ class DraftGeneration(Generation):
                 rows = self._decode_group(side, group, inputs, offset=step)
                 for state in group:
                     dist = self._row_distribution(side, rows[state.index][0])  # type: ignore[arg-type]
-                    token = sample(dist, params, state.sample_rng)
-                    stats = dist.frozen(with_entropy=with_entropy)
+                    token = sample(dist, params, state.sample_draw(side, step))
+                    stats = dist.frozen(with_entropy=needs_entropy and side == BASE)
                     drafts[state.index].append(_Draft(token, stats, self._needs_other(state, side, stats, step)))
                     if token in self.pair.eog_ids:
                         budgets[state.index] = step + 1
@@ -183,7 +184,7 @@ class DraftGeneration(Generation):
             if row is not None:  # the router needs the other model here (see _needs_other)
                 other_dist = self._row_distribution(other, row)
                 if self._route(state, {writer: draft.stats, other: other_dist}) != writer:  # type: ignore[dict-item]
-                    candidate = sample(other_dist, self.settings.sampling, state.sample_rng)
+                    candidate = sample(other_dist, self.settings.sampling, state.sample_draw(other))
                     if self.pair.classes.is_boundary(state.previous, candidate):
                         token, side, rejected = candidate, other, True
             events.extend(self._commit(state, token, side))

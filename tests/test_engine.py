@@ -176,7 +176,7 @@ def test_events_carry_provenance_and_rebuild_the_text(engine) -> None:
         assert "".join(e.side for e in mine)[: len(sample.sources)] == sample.sources
 
 
-def test_max_tokens_and_stop_strings(engine) -> None:
+def test_max_tokens_and_stop_strings(engine, pair) -> None:
     samples, _ = run(engine, router="aligned", max_tokens=7)
     assert samples[0].finish_reason == "length" and len(samples[0].tokens) == 7
     full, _ = run(engine, router="aligned", max_tokens=40)
@@ -186,6 +186,11 @@ def test_max_tokens_and_stop_strings(engine) -> None:
     assert cut[0].finish_reason == "stop"
     assert cut[0].text == full[0].text[: full[0].text.index(stop)]
     assert stop not in cut[0].text
+    # Provenance follows the text: the stop string's tokens are not counted.
+    assert pair.token_texts(cut[0].tokens) == cut[0].text
+    assert len(cut[0].sources) == len(cut[0].tokens) < len(full[0].tokens)
+    at_start, _ = run(engine, router="aligned", max_tokens=40, stop=[full[0].text[:2]])
+    assert (at_start[0].text, at_start[0].tokens, at_start[0].sources) == ("", [], "")
 
 
 def test_prompt_prefix_is_reused_between_generations(engine, pair) -> None:

@@ -210,3 +210,23 @@ def test_help_lists_every_command() -> None:
     assert result.returncode == 0
     for command in ("gen", "chat", "eval", "sweep", "models"):
         assert command in result.stdout
+
+
+def test_a_last_line_without_its_newline_is_regenerated(tiny_pair, prompts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    args = ["gen", "-f", str(prompts), *model_args(tiny_pair), "--max-tokens", "5", "-o", str(out)]
+    assert baco(*args).returncode == 0
+    complete = out.read_bytes()
+    out.write_bytes(complete[:-1])  # the last record lost only its newline
+    result = baco(*args)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == complete  # the last prompt was generated again, identically
+    out.write_bytes(complete + b"\n")  # a blank line at the end is harmless
+    assert baco(*args).returncode == 0
+
+
+def test_a_rerun_with_another_system_prompt_is_refused(tiny_pair, prompts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    args = ["gen", "-f", str(prompts), *model_args(tiny_pair), "--max-tokens", "4", "-o", str(out)]
+    assert baco(*args, "--system", "Be brief.").returncode == 0
+    assert_clean_error(baco(*args, "--system", "Be verbose."), "different system")

@@ -43,24 +43,24 @@ def test_nucleus_search_on_a_large_vocabulary() -> None:
 
 
 def test_greedy_and_deterministic_draws() -> None:
-    assert sample(dist(), SamplingParams(temperature=0), np.random.default_rng(1)) == 0
+    assert sample(dist(), SamplingParams(temperature=0), 0.99) == 0
     params = SamplingParams(temperature=1.0, top_k=0, top_p=1, min_p=0)
-    draws_a = [sample(dist(), params, np.random.default_rng(7)) for _ in range(3)]
-    draws_b = [sample(dist(), params, np.random.default_rng(7)) for _ in range(3)]
-    assert draws_a == draws_b
+    # Inverse-CDF: the draw decides the token (cumulative 0.5, 0.75, 0.9, 0.97, 1.0).
+    assert [sample(dist(), params, u) for u in (0.0, 0.49, 0.51, 0.74, 0.76, 0.89, 0.91, 0.96, 0.98, 0.999)] == [
+        0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
 
 
 def test_draw_frequencies_follow_probabilities() -> None:
     params = SamplingParams(temperature=1.0, top_k=0, top_p=1, min_p=0)
     rng = np.random.default_rng(3)
-    counts = np.bincount([sample(dist(), params, rng) for _ in range(20000)], minlength=5) / 20000
+    counts = np.bincount([sample(dist(), params, rng.random()) for _ in range(20000)], minlength=5) / 20000
     assert np.allclose(counts, PROBS, atol=0.015)
 
 
 def test_temperature_sharpens() -> None:
     rng = np.random.default_rng(5)
     cold = SamplingParams(temperature=0.25, top_k=0, top_p=1, min_p=0)
-    share = np.mean([sample(dist(), cold, rng) == 0 for _ in range(4000)])
+    share = np.mean([sample(dist(), cold, rng.random()) == 0 for _ in range(4000)])
     assert share > 0.9  # 0.5^4 / sum p^4 = 0.93
 
 
@@ -71,7 +71,7 @@ def test_masked_tokens_are_never_drawn_and_entropy_stays_finite() -> None:
     assert np.isfinite(d.entropy)
     rng = np.random.default_rng(0)
     params = SamplingParams(temperature=1.5, top_k=0, top_p=1, min_p=0)
-    assert 0 not in {sample(d, params, rng) for _ in range(2000)}
+    assert 0 not in {sample(d, params, rng.random()) for _ in range(2000)}
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -95,13 +95,13 @@ def test_switch_only_on_word_initial_token() -> None:
         return token == 0
 
     # Wanted base while aligned writes: base's token 1 is mid-word, so aligned keeps writing.
-    assert choose_token(BASE, ALIGNED, 5, dists, boundary_only_for_zero, greedy, rng) == (0, ALIGNED)
+    assert choose_token(BASE, ALIGNED, 5, dists, boundary_only_for_zero, greedy, lambda side: 0.5) == (0, ALIGNED)
     # Wanted aligned while base writes: aligned's token 0 starts a word, so the switch stands.
-    assert choose_token(ALIGNED, BASE, 5, dists, boundary_only_for_zero, greedy, rng) == (0, ALIGNED)
+    assert choose_token(ALIGNED, BASE, 5, dists, boundary_only_for_zero, greedy, lambda side: 0.5) == (0, ALIGNED)
     # No switch requested: the wanted side writes whatever the token.
-    assert choose_token(BASE, BASE, 5, dists, boundary_only_for_zero, greedy, rng) == (1, BASE)
+    assert choose_token(BASE, BASE, 5, dists, boundary_only_for_zero, greedy, lambda side: 0.5) == (1, BASE)
     # First token: always free.
-    assert choose_token(BASE, None, None, dists, boundary_only_for_zero, greedy, rng) == (1, BASE)
+    assert choose_token(BASE, None, None, dists, boundary_only_for_zero, greedy, lambda side: 0.5) == (1, BASE)
 
 
 def test_mixture_of_two_distributions() -> None:

@@ -34,7 +34,7 @@ def gen_command(
         raise typer.BadParameter("must be at least 1", param_hint="-n")
     resolved, settings = prepare_run(run)
     items = read_prompt_file(prompt_file)
-    record_settings = settings_record(settings, resolved, n, run.ctx_size)
+    record_settings = settings_record(settings, resolved, n, run.ctx_size, system)
     done: set = set()
     if output is not None:
         existing = read_existing(output)

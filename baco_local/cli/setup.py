@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,11 @@ def prepare_run(run: RunOptions) -> tuple[ResolvedChoice, GenerationSettings]:
     return resolved, settings
 
 
-def settings_record(settings: GenerationSettings, resolved: ResolvedChoice, n: int, ctx_size: int) -> dict[str, Any]:
+def settings_record(settings: GenerationSettings, resolved: ResolvedChoice, n: int, ctx_size: int,
+                    system: str | None = None) -> dict[str, Any]:
     """The run's settings as written into every output record."""
     spec = resolved.spec
+    template = spec.chat_template
     return {
         "model": f"baco:{settings.router.name}@{settings.gamma:g}:{resolved.label}",
         "base": str(spec.base_path),
@@ -106,6 +109,8 @@ def settings_record(settings: GenerationSettings, resolved: ResolvedChoice, n: i
         "draft": settings.draft.describe(),
         "ctx_size": ctx_size,
         "base_template": spec.base_template,
+        "chat_template": "gguf" if template is None else hashlib.sha256(template.encode()).hexdigest()[:16],
+        "system": system,
     }
 
 
