@@ -74,10 +74,11 @@ def llama_cpp_alone(llm: llama_cpp.Llama, max_tokens: int) -> Timing:
 
 
 def sequential_runs(engine: Engine, router: str, draft: DraftPolicy, max_tokens: int, runs: int) -> Timing:
-    """``runs`` single-sample generations of the first prompt, one after another."""
+    """``runs`` single-sample generations of the first prompt, one after another, with the seeds
+    that ``-n runs`` gives its samples (0, 1, ...): the same texts as the parallel run."""
     total = Timing()
-    for _ in range(runs):
-        one = baco_run(engine, router, draft, max_tokens, 1, PROMPTS[:1])
+    for index in range(runs):
+        one = baco_run(engine, router, draft, max_tokens, 1, PROMPTS[:1], first_seed=index)
         total.tokens, total.seconds = total.tokens + one.tokens, total.seconds + one.seconds
     return total
 
@@ -88,10 +89,10 @@ def median_timing(timings: list[Timing]) -> Timing:
 
 
 def baco_run(engine: Engine, router: str, draft: DraftPolicy, max_tokens: int, n: int = 1,
-             prompts: list[str] = PROMPTS) -> Timing:
+             prompts: list[str] = PROMPTS, first_seed: int = 0) -> Timing:
     """BACo generations of every prompt; tokens counted over all samples."""
     timing = Timing()
-    for seed, prompt in enumerate(prompts):
+    for seed, prompt in enumerate(prompts, start=first_seed):
         settings = GenerationSettings(get_router(router), 0.3, SAMPLING, max_tokens, (), seed, draft)
         before = {c: c.decode_seconds for c in engine.contexts.values()}  # contexts may be re-created
         started = time.perf_counter()
