@@ -58,11 +58,11 @@ def read_prompt_file(path: str | Path) -> list[PromptItem]:
         items.append(_parse_jsonl_line(path, number, line) if suffix == ".jsonl" else PromptItem(number, line.strip()))
     if not items:
         raise PromptFileError(f"prompt file {path} has no prompts")
-    seen: set[PromptId] = set()
+    seen: set[str] = set()  # ids 1 and "1" count as the same: output files and run folders key on text
     for item in items:
         if not item.prompt.strip():
             raise PromptFileError(f"{path}: prompt {item.id!r} is empty")
-        if item.id in seen:
+        if str(item.id) in seen:
             raise PromptFileError(f"{path}: prompt id {item.id!r} appears twice")
-        seen.add(item.id)
+        seen.add(str(item.id))
     return items

@@ -230,3 +230,9 @@ def test_a_rerun_with_another_system_prompt_is_refused(tiny_pair, prompts: Path,
     args = ["gen", "-f", str(prompts), *model_args(tiny_pair), "--max-tokens", "4", "-o", str(out)]
     assert baco(*args, "--system", "Be brief.").returncode == 0
     assert_clean_error(baco(*args, "--system", "Be verbose."), "different system")
+
+
+def test_duplicate_prompt_ids_are_refused(tiny_pair, tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": 1, "prompt": "a"}\n{"id": "1", "prompt": "b"}\n', encoding="utf-8")
+    assert_clean_error(baco("gen", "-f", str(path), *model_args(tiny_pair)), "appears twice")
