@@ -27,7 +27,7 @@ import numpy as np
 
 from .backend import ContextShape, SequenceContext, default_threads
 from .errors import ContextOverflowError, UsageError
-from .memory import kv_cells
+from .memory import effective_context, kv_cells
 from .pair import ModelPair
 from .prompts import Message
 from .routers import ALIGNED, BASE, Router, Side, Signals
@@ -187,7 +187,7 @@ class Engine:
         if ctx_size < 16:
             raise UsageError(f"--ctx-size must be at least 16, got {ctx_size}")
         self.pair = pair
-        self.ctx_size = min(ctx_size, pair.base.n_ctx_train, pair.aligned.n_ctx_train)
+        self.ctx_size = effective_context(ctx_size, pair.base.summary, pair.aligned.summary)
         self.threads = threads or default_threads()
         self.n_batch = n_batch
         self.contexts: dict[Side, SequenceContext] = {}

@@ -92,6 +92,11 @@ class MemoryEstimate:
         return out
 
 
+def effective_context(ctx_size: int, *summaries: GGUFSummary) -> int:
+    """The context a run really gets: ``ctx_size``, capped by each model's training length."""
+    return min([ctx_size, *(s.context_length for s in summaries if s.context_length)])
+
+
 def kv_cells(ctx_size: int, n_seq: int, max_tokens: int) -> int:
     """KV cells a run needs: one context for the shared prompt, plus each further sample's output."""
     return ctx_size + (max(n_seq, 1) - 1) * min(max_tokens, ctx_size)

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import ChatTemplateError, UsageError
 from ..loop import DraftPolicy, Engine, GenerationSettings
 from ..gguf_file import read_gguf
-from ..memory import kv_cells
+from ..memory import effective_context, kv_cells
 from ..pair import ModelPair, PairSpec
 from ..prompts import DEFAULT_BASE_TEMPLATE
 from ..routers import DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
@@ -124,8 +124,7 @@ def open_engine(resolved: ResolvedChoice, run: RunOptions, n_seq: int) -> Engine
 
     spec = resolved.spec
     offloaded = spec.base_gpu_layers != 0 or spec.aligned_gpu_layers != 0
-    trained = [s.context_length for s in (read_gguf(spec.base_path), read_gguf(spec.aligned_path)) if s.context_length]
-    effective_ctx = min([run.ctx_size, *trained])  # the engine never uses more than the models were trained for
+    effective_ctx = effective_context(run.ctx_size, read_gguf(spec.base_path), read_gguf(spec.aligned_path))
     check_memory_for_run(spec.base_path, spec.aligned_path, n_cells=kv_cells(effective_ctx, n_seq, run.max_tokens),
                          n_seq=n_seq, ignore_limit=run.ignore_memory or offloaded)
     return Engine(ModelPair(spec), ctx_size=run.ctx_size, threads=run.threads)
