@@ -89,7 +89,6 @@ def test_switch_only_on_word_initial_token() -> None:
     base = dist([0.1, 0.6, 0.1, 0.1, 0.1])  # base would write token 1
     aligned = dist([0.6, 0.1, 0.1, 0.1, 0.1])  # aligned would write token 0
     dists = {BASE: base, ALIGNED: aligned}
-    rng = np.random.default_rng(0)
 
     def boundary_only_for_zero(previous, token):
         return token == 0

@@ -46,7 +46,7 @@ RouterOpt = Annotated[Optional[str], typer.Option(
     rich_help_panel=ROUTING)]
 GammaOpt = Annotated[Optional[float], typer.Option(
     "--gamma", "-g", help="Router threshold γ: a probability for p/p-punc/p-fc/nudging/random, nats for "
-    "h/h-punc (default: the pair's, else {DEFAULT_GAMMA}).", rich_help_panel=ROUTING)]
+    f"h/h-punc (default: the pair's, else {DEFAULT_GAMMA}).", rich_help_panel=ROUTING)]
 
 TempOpt = Annotated[float, typer.Option("--temp", help="Temperature (0 = greedy).", rich_help_panel=SAMPLING)]
 TopKOpt = Annotated[int, typer.Option("--top-k", help="Top-k (0 = off).", rich_help_panel=SAMPLING)]
