@@ -87,13 +87,14 @@ class DraftGeneration(Generation):
         batch_room = self.engine.contexts[BASE].shape.n_batch // len(self.states)  # verify is one batch
         return max(1, min(self._k[state.index, state.writer], self.settings.max_tokens - len(state.tokens), room, batch_room))
 
-    def _inputs(self, state: _SequenceState, drafts: list[_Draft], count: int) -> list[int]:
+    def _inputs(self, state: _SequenceState, drafts: list[_Draft]) -> list[int]:
         """The tokens both contexts decode this round: the pending token, then all drafts but the last."""
-        return [state.tokens[-1], *(d.token for d in drafts[: count - 1])]
+        return [state.tokens[-1], *(d.token for d in drafts[:-1])]
 
     def _decode_group(self, side: Side, group: list[_SequenceState], inputs: dict[int, list[int]],
-                      offset: int | None, wanted: dict[int, list[bool]] | None = None) -> dict[int, list[int | None]]:
-        """Decode, in ``side``'s context, each sample's inputs (all, or only the one at ``offset``).
+                      first: int, wanted: dict[int, list[bool]] | None = None) -> dict[int, list[int | None]]:
+        """Decode, in ``side``'s context, each sample's ``inputs``: the round's inputs from index
+        ``first`` on (at positions pending + ``first``, ...).
 
         ``wanted`` says which inputs need logits (default: all). Returns, per sample and input, the
         output row of its logits, or None where none were computed.
@@ -106,8 +107,7 @@ class DraftGeneration(Generation):
         outputs = 0
         sequence_zero: list[int] = []  # its cache content is remembered for prefix reuse
         for state in group:
-            first = offset or 0
-            chosen = inputs[state.index][first:] if offset is None else [inputs[state.index][offset]]
+            chosen = inputs[state.index]
             flags = wanted[state.index] if wanted is not None else [True] * len(chosen)
             rows[state.index] = []
             for flag in flags:
@@ -136,8 +136,9 @@ class DraftGeneration(Generation):
                 group = [s for s in active if s.writer == side]
                 if not group:
                     continue
-                inputs = {s.index: self._inputs(s, drafts[s.index], step + 1) for s in group}
-                rows = self._decode_group(side, group, inputs, offset=step)
+                # This step's input: the pending token, then the draft just sampled.
+                inputs = {s.index: [drafts[s.index][-1].token if step else s.tokens[-1]] for s in group}
+                rows = self._decode_group(side, group, inputs, first=step)
                 for state in group:
                     dist = self._row_distribution(side, rows[state.index][0])  # type: ignore[arg-type]
                     token = sample(dist, params, state.sample_draw(side, step))
@@ -165,9 +166,9 @@ class DraftGeneration(Generation):
         for side in SIDES:
             group = [s for s in live if s.writer != side]
             if group:
-                inputs = {s.index: self._inputs(s, drafts[s.index], len(drafts[s.index])) for s in group}
+                inputs = {s.index: self._inputs(s, drafts[s.index]) for s in group}
                 wanted = {s.index: [d.needs_other for d in drafts[s.index]] for s in group}
-                rows.update(self._decode_group(side, group, inputs, offset=None, wanted=wanted))
+                rows.update(self._decode_group(side, group, inputs, first=0, wanted=wanted))
         return rows
 
     def _settle(self, state: _SequenceState, drafts: list[_Draft], rows: list[int | None]) -> list[TokenEvent]:
