@@ -8,10 +8,10 @@ token began), so :meth:`TokenClasses.is_boundary` reads the last few generated t
 
 When a new word begins (the rule both the step loop and draft-and-verify use):
 
-* never while the text so far ends inside an unfinished UTF-8 character, nor on a token that
-  starts with a continuation byte (0x80-0xBF);
 * always at the start, and after or on a control or user-defined token (the tokenizer never
   merges text across those);
+* never while the text so far ends inside an unfinished UTF-8 character, nor on a token that
+  starts with a continuation byte (0x80-0xBF);
 * never before a combining mark, a zero-width joiner or non-joiner, a variation selector or an
   emoji skin-tone modifier, nor right after a zero-width joiner, nor between two
   regional-indicator (flag) letters;
@@ -23,8 +23,11 @@ When a new word begins (the rule both the step loop and draft-and-verify use):
   marks, which take their base letter's side), or is a Han ideograph (each one is a word of its
   own: Chinese and Japanese put no spaces between words);
 * a token whose first character is not complete in it (it only holds its first bytes) begins a
-  word only after whitespace, or when those bytes already fix a Han ideograph (lead bytes
-  0xE4-0xE9: U+4000-U+9FFF; or U+20000-U+3FFFF).
+  word only after whitespace, or when those bytes already fix a Han ideograph (lead byte
+  0xE4-0xE9: U+4000-U+9FFF; or 0xF0 then 0xA0-0xBF: U+20000-U+3FFFF).
+
+Control and user-defined tokens count as formatting (punctuation); a piece that holds only part
+of a character, or a combining mark, counts as part of a word (content), never as punctuation.
 """
 
 from __future__ import annotations

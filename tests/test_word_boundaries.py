@@ -171,7 +171,8 @@ def unicode_engine(request, tmp_path_factory):
 
 def run(engine: Engine, router: str, gamma: float, *, seed: int, n: int, draft: DraftPolicy,
         sampling: SamplingParams = SamplingParams(temperature=1.0)) -> list[Sample]:
-    settings = GenerationSettings(get_router(router), gamma, sampling, 80, (), seed, draft)
+    settings = GenerationSettings(router=get_router(router), gamma=gamma, sampling=sampling, max_tokens=80,
+                                  seed=seed, draft=draft)
     generation = engine.generate(PROMPT, n, settings)
     list(generation)
     return generation.samples
@@ -216,7 +217,8 @@ def test_gen_cli_writes_whole_words_and_characters(tmp_path: Path) -> None:
     engine = Engine(pair, ctx_size=512, threads=1)
     try:
         sampling = SamplingParams(**record["settings"]["sampling"])
-        settings = GenerationSettings(get_router("random"), 0.5, sampling, 80, (), 2, DraftPolicy(enabled=False))
+        settings = GenerationSettings(router=get_router("random"), gamma=0.5, sampling=sampling, max_tokens=80,
+                                      seed=2, draft=DraftPolicy(enabled=False))
         generation = engine.generate(PROMPT, 3, settings)
         list(generation)
         for sample, text, provenance in zip(generation.samples, record["generations"], record["samples"]):
