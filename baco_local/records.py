@@ -94,16 +94,17 @@ def unique_records(path: Path, content: JsonlContent, key: Any, hint: str) -> di
     for line in content.lines:
         k = key(line.record)
         if k in seen:
-            raise OutputFileError(f"{path} holds {_describe_key(k)} twice (lines {seen[k]} and {line.number}), "
+            raise OutputFileError(f"{path} holds {_describe_key(k, line.record['id'])} twice "
+                                  f"(lines {seen[k]} and {line.number}), "
                                   f"so two runs wrote to it; {hint}")
         seen[k], prompts[k] = line.number, line.record["prompt"]
     return prompts
 
 
-def _describe_key(key: Any) -> str:
+def _describe_key(key: Any, prompt_id: Any) -> str:
     if isinstance(key, tuple):
-        return f"the record of {key[0]} for prompt id {key[1]!r}"
-    return f"prompt id {key!r}"
+        return f"the record of {key[0]} for prompt id {prompt_id!r}"
+    return f"prompt id {prompt_id!r}"
 
 
 def check_same_prompts(path: Path, done: Mapping[str, str], items: Iterable[PromptItem], hint: str) -> None:
