@@ -169,8 +169,10 @@ class ChatTerminal:
             self._say(stats.summary(), "dim")
 
     def _write(self, event: TokenEvent) -> None:
-        if event.text:
-            self.out.print(Text(event.text, STYLES[event.side]), end="")
+        """Print the text the event made visible, each part in the colour of the model that wrote it
+        (with stop strings the text lags behind, so it can be earlier tokens')."""
+        for side, text in event.spans:
+            self.out.print(Text(text, STYLES[side]), end="")
 
     def _say(self, text: str, style: str = "") -> None:
         self.info.print(Text(text, style))
