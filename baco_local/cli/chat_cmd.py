@@ -25,6 +25,7 @@ from ..errors import BacoError
 from ..loop import TokenEvent
 from ..routers import ALIGNED, BASE
 from . import options as opt
+from .console import use_plain
 from .setup import open_engine, prepare_run
 
 STYLES = {ALIGNED: "cyan", BASE: "yellow"}
@@ -42,6 +43,8 @@ def chat_command(
     run: opt.RunOptions,
 ) -> None:
     """Chat with a base/aligned pair, watching which model writes each token."""
+    if plain:
+        use_plain()  # also the memory estimate, notes and error lines
     resolved, settings = prepare_run(run)
     out, info = _console(plain, stderr=False), _console(plain, stderr=True)
     with _loading(info):
