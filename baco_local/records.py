@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import OutputFileError
-from .jsonl_file import JsonlContent, JsonlWriter, read_jsonl
+from .jsonl_file import JsonlContent, read_jsonl
 from .loop import Sample
 from .model_identity import describe_identity
 from .prompt_file import PromptItem, id_key
-
-__all__ = ["JsonlWriter", "RESUME_KEYS", "ExistingOutput", "check_resumable", "check_same_prompts",
-           "is_generation_record", "prompt_record", "read_existing", "resume_difference", "sample_record"]
 
 # Settings that must match for a rerun to resume into an existing file. ``model_files`` identifies
 # both GGUF files (size and fingerprint); ``ctx_size`` can change finish reasons, and ``draft`` and

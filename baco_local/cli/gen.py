@@ -11,10 +11,10 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..jsonl_file import is_regular_output
+from ..jsonl_file import JsonlWriter, is_regular_output
 from ..prompt_file import PromptItem, id_key, read_prompt_file
 from ..prompts import Message
-from ..records import GEN_HINT, JsonlWriter, check_resumable, prompt_record, read_existing
+from ..records import GEN_HINT, check_resumable, prompt_record, read_existing
 from ..run_lock import RunLock
 from . import options as opt
 from .console import note, stderr

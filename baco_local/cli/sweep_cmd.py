@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import UsageError
+from ..jsonl_file import JsonlWriter
 from ..loop import Engine
 from ..metrics.embed import DEFAULT_EMBEDDER
 from ..metrics.evaluate import Evaluator, PromptScores
@@ -31,7 +32,7 @@ from ..metrics.report import write_json
 from ..pair import ModelPair
 from ..prompt_file import PromptItem, id_key, read_prompt_file
 from ..prompts import Message
-from ..records import RESUME_KEYS, JsonlWriter, prompt_record
+from ..records import RESUME_KEYS, prompt_record
 from ..sweep import BASELINES, KnobLists, OperatingPoint, Task, build_grid, pending_tasks
 from ..sweep_folder import RunFolder, score_line
 from ..sweep_report import SweepResult, plot_sweep, points_document, summarise_sweep, summary_document, summary_table
