@@ -152,6 +152,10 @@ class _SequenceState:
     def previous(self) -> int | None:
         return self.tokens[-1] if self.tokens else None
 
+    @property
+    def writer(self) -> Side | None:
+        return self.sources[-1] if self.sources else None  # type: ignore[return-value]
+
     def pieces(self) -> tuple[str, ...]:
         """Each token's own text (the last one's includes the decoder's final flush)."""
         ends = [*self.starts[1:], len(self.text)]
@@ -171,10 +175,6 @@ class _SequenceState:
                 spans.append((side, piece))
             begin, index = stop, index + 1
         return tuple(spans)
-
-    @property
-    def writer(self) -> Side | None:
-        return self.sources[-1] if self.sources else None  # type: ignore[return-value]
 
 
 def sample_seed(seed: int, index: int) -> int:
