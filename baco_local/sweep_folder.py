@@ -9,7 +9,6 @@
       points.json         each operating point's metric means over prompts
       summary.json        coverage and dominance of each method, per plane and averaged
       frontier*.png       the diversity-quality plane, one curve per method, the pooled frontier
-
       sweep.lock          while a sweep runs in the folder (see :mod:`baco_local.run_lock`)
 
 Both JSONL files are appended one whole line at a time with :class:`~baco_local.jsonl_file.JsonlWriter`
