@@ -221,6 +221,14 @@ def locate_pair(entry: PairEntry, *, assemble: bool = False) -> tuple[Located, L
     return locate(entry.base, assemble=assemble), locate(entry.aligned, assemble=assemble)
 
 
+def check_local_paths(entry: PairEntry) -> None:
+    """Refuse a pair whose local ``path`` (base or aligned) names no file: nothing to download."""
+    for side, source in (("base", entry.base), ("aligned", entry.aligned)):
+        if source.path is not None and not source.path.is_file():
+            raise ModelFileError(f"pair '{entry.name}': the {side} model's path {source.path} does not exist "
+                                 f"(set at {entry.origin}); correct it in models.toml")
+
+
 def pull_pair(entry: PairEntry, *, progress: bool = True) -> tuple[Path, Path]:
     """Make both files of a pair present: assemble shipped ones, download the rest."""
     base, aligned = (found.path or download(found.source, pair_name=entry.name, progress=progress)
@@ -237,8 +245,9 @@ def resolve_pair(name: str, *, allow_download: bool = False, confirm: Confirm | 
     naming the exact ``baco models pull`` command.
     """
     entry = (registry or load_registry()).get(name)
-    found = locate_pair(entry, assemble=True)
-    missing = [f.source for f in found if not f.present]
+    check_local_paths(entry)
+    # Nothing is written (no package file assembled) until both sides are known to be available.
+    missing = [f.source for f in locate_pair(entry) if not f.present and not package_installed(f.source)]
     if missing:
         if is_offline():
             raise offline_error(missing[0], name)

@@ -93,12 +93,16 @@ class GenerationSettings:
 
 @dataclass(frozen=True)
 class TokenEvent:
-    """One generated token: which sample, its id, which model wrote it, the text it completed."""
+    """One generated token: which sample, its id, which model wrote it, and the text that became
+    visible with it. With stop strings that text lags behind (it is held back until no stop string
+    can be forming), so it may be earlier tokens' text: ``spans`` cuts it by the model that wrote
+    each part."""
 
     sample: int
     token: int
     side: Side
     text: str
+    spans: tuple[tuple[Side, str], ...] = ()  # ``text`` as (writer, text) stretches; they join to ``text``
 
 
 @dataclass
@@ -111,6 +115,7 @@ class Sample:
     tokens: list[int]
     sources: str  # one character per generated token: "A" aligned, "B" base
     finish_reason: str  # "stop" (end of generation or stop string), "length", "context", "interrupted"
+    pieces: tuple[str, ...] = ()  # each token's own text; they join to ``text``
 
     @property
     def base_fraction(self) -> float:
@@ -146,6 +151,26 @@ class _SequenceState:
     @property
     def writer(self) -> Side | None:
         return self.sources[-1] if self.sources else None  # type: ignore[return-value]
+
+    def pieces(self) -> tuple[str, ...]:
+        """Each token's own text (the last one's includes the decoder's final flush)."""
+        ends = [*self.starts[1:], len(self.text)]
+        return tuple(self.text[begin:end] for begin, end in zip(self.starts, ends))
+
+    def spans(self, begin: int, end: int) -> tuple[tuple[Side, str], ...]:
+        """``text[begin:end]`` cut into stretches by the model that wrote each token."""
+        spans: list[tuple[Side, str]] = []
+        index = bisect.bisect_right(self.starts, begin) - 1
+        while begin < end:
+            stop = min(end, self.starts[index + 1] if index + 1 < len(self.starts) else end)
+            side: Side = self.sources[index]  # type: ignore[assignment]
+            piece = self.text[begin:stop]
+            if spans and spans[-1][0] == side:
+                spans[-1] = (side, spans[-1][1] + piece)
+            elif piece:
+                spans.append((side, piece))
+            begin, index = stop, index + 1
+        return tuple(spans)
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -269,7 +294,7 @@ class Generation:
     def samples(self) -> list[Sample]:
         """The samples as they stand (finish reason "interrupted" if the run was cut short)."""
         return [Sample(s.index, s.seed, s.text, list(s.tokens), "".join(s.sources),
-                       s.finish or "interrupted") for s in self.states]
+                       s.finish or "interrupted", s.pieces()) for s in self.states]
 
     def __iter__(self) -> Iterator[TokenEvent]:
         if self._started:
@@ -356,9 +381,10 @@ class Generation:
             if not cut_by_stop:
                 state.text += state.decoder.decode(b"", final=True)
             visible = len(state.text)
-        text = state.text[state.emitted:max(visible, state.emitted)]
+        begin = state.emitted
+        text = state.text[begin:max(visible, begin)]
         state.emitted += len(text)
-        return [TokenEvent(state.index, token, side, text)]
+        return [TokenEvent(state.index, token, side, text, state.spans(begin, state.emitted))]
 
     def _cut_at_stop(self, state: _SequenceState, checked: int) -> bool:
         """End the sample at the first stop string in the new text; True if one was found."""

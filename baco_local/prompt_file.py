@@ -11,6 +11,18 @@ from .errors import PromptFileError
 PromptId = str | int
 
 
+def id_key(prompt_id: object) -> str:
+    """What identifies a prompt id everywhere (prompt files, output files, run folders): its text,
+    so that ids ``1`` and ``"1"`` are the same id."""
+    return str(prompt_id)
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines split on ``\n`` only (a ``\r`` before it is dropped): unlike ``str.splitlines``, U+2028,
+    U+2029, U+0085 and form feeds stay inside their line, as in JSONL written with ``ensure_ascii=False``."""
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
 @dataclass(frozen=True)
 class PromptItem:
     """One prompt and the id its output record carries (a .txt prompt's id is its line number)."""
@@ -52,17 +64,17 @@ def read_prompt_file(path: str | Path) -> list[PromptItem]:
     if suffix not in (".txt", ".jsonl"):
         raise PromptFileError(f"prompt file {path} must end in .txt or .jsonl")
     items: list[PromptItem] = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+    for number, line in enumerate(split_lines(_read_text(path)), start=1):
         if not line.strip():
             continue
         items.append(_parse_jsonl_line(path, number, line) if suffix == ".jsonl" else PromptItem(number, line.strip()))
     if not items:
         raise PromptFileError(f"prompt file {path} has no prompts")
-    seen: set[str] = set()  # ids 1 and "1" count as the same: output files and run folders key on text
+    seen: set[str] = set()
     for item in items:
         if not item.prompt.strip():
             raise PromptFileError(f"{path}: prompt {item.id!r} is empty")
-        if str(item.id) in seen:
+        if id_key(item.id) in seen:
             raise PromptFileError(f"{path}: prompt id {item.id!r} appears twice")
-        seen.add(str(item.id))
+        seen.add(id_key(item.id))
     return items

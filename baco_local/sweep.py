@@ -16,7 +16,7 @@ from typing import Iterator
 
 from .errors import UsageError
 from .loop import GenerationSettings
-from .prompt_file import PromptItem
+from .prompt_file import PromptItem, id_key
 from .routers import ROUTERS, get_router
 
 BASELINES = ("aligned", "base", "nudging", "ensemble")
@@ -131,8 +131,8 @@ class Task:
 
     @property
     def key(self) -> tuple[str, str]:
-        """(point id, prompt id as text): what identifies the record in the run folder."""
-        return self.point.id, str(self.item.id)
+        """(point id, id_key of the prompt id): what identifies the record in the run folder."""
+        return self.point.id, id_key(self.item.id)
 
 
 def pending_tasks(items: list[PromptItem], points: list[OperatingPoint],

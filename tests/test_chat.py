@@ -118,11 +118,12 @@ def test_a_stopped_reply_keeps_what_was_written(pair) -> None:
 
 
 def test_written_keeps_only_the_tokens_whose_events_were_seen() -> None:
-    sample = Sample(0, 0, "One day the cat", [10, 11, 12, 13], "ABBA", "interrupted")
-    tokens, sources, pieces, text = _written(["One", " day"], sample)
+    sample = Sample(0, 0, "One day the cat", [10, 11, 12, 13], "ABBA", "interrupted",
+                    ("One", " day", " the", " cat"))
+    tokens, sources, pieces, text = _written(2, sample)
     assert (tokens, sources, pieces, text) == ((10, 11), "AB", ("One", " day"), "One day")
-    finished = Sample(0, 0, "One day.", [10, 11, 12], "ABA", "stop")
-    tokens, sources, pieces, text = _written(["One", " day", ".", ""], finished)  # + end-of-generation
+    finished = Sample(0, 0, "One day.", [10, 11, 12], "ABA", "stop", ("One", " day", "."))
+    tokens, sources, pieces, text = _written(4, finished)  # + end-of-generation
     assert (tokens, pieces, text) == ((10, 11, 12), ("One", " day", "."), "One day.")
 
 

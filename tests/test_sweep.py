@@ -92,7 +92,8 @@ def test_a_folder_without_records_takes_a_new_grid(tmp_path: Path) -> None:
     folder.open(first)
     folder.open(second)  # nothing generated yet: a corrected command may start over
     assert json.loads(folder.spec.read_text(encoding="utf-8")) == second
-    folder.generations.write_text('{"id": 1, "model": "p", "prompt": "x", "generations": []}\n', encoding="utf-8")
+    folder.generations.write_text('{"id": 1, "model": "p", "prompt": "x", "generations": [], "settings": {}}\n',
+                                  encoding="utf-8")
     folder.open(second)
     with pytest.raises(OutputFileError, match="different grid .models: 'a.c' there, 'a.b' now"):
         folder.open(first)

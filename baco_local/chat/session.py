@@ -127,17 +127,23 @@ class ChatSession:
         self.stats.add(stats)
 
     def undo(self) -> Exchange:
-        """Drop the last exchange and return it."""
+        """Drop the last exchange and return it; exchanges left out to fit the context come back
+        into the prompts as far as they fit again."""
         if not self.exchanges:
             raise UsageError("nothing to undo")
         exchange = self.exchanges.pop()
         self.dropped = min(self.dropped, len(self.exchanges))
+        budget = ContextBudget.of(self.engine.ctx_size, self.settings.max_tokens)
+        self.dropped = next((start for start in range(self.dropped + 1)
+                             if budget.fits(self.prompt_length(self.messages(start=start)))), self.dropped)
         return exchange
 
     def reset(self) -> None:
-        """Forget every exchange (the system prompt, settings and statistics stay)."""
+        """Forget every exchange (the system prompt, settings and statistics stay); the next
+        overflow is told again."""
         self.exchanges.clear()
         self.dropped = 0
+        self._overflow_told = False
 
     # --- settings -----------------------------------------------------------------------------
 
@@ -186,7 +192,7 @@ class PendingReply:
         self.notice = notice
         self._session = session
         self._generation = generation
-        self._texts: list[str] = []  # the text of each token event seen
+        self._seen = 0  # token events seen
         self._before = DecodeSnapshot.take(session.engine)
         self._prompt_decoded: dict[Side, int] = {side: 0 for side in self._before.work}
         self._first_at: float | None = None
@@ -203,7 +209,7 @@ class PendingReply:
                 self._first_at = time.perf_counter()
                 work = DecodeSnapshot.take(self._session.engine).since(self._before)
                 self._prompt_decoded = {side: w.tokens for side, w in work.items()}
-            self._texts.append(event.text)
+            self._seen += 1
             yield event
 
     def finish(self) -> Exchange:
@@ -214,7 +220,7 @@ class PendingReply:
         sample = self._generation.samples[0]
         seconds = time.perf_counter() - self._first_at if self._first_at is not None else 0.0
         settings = self._generation.settings
-        tokens, sources, pieces, text = _written(self._texts, sample)
+        tokens, sources, pieces, text = _written(self._seen, sample)
         reply = Reply(text, tokens, sources, pieces, sample.finish_reason, settings.router.name, settings.gamma,
                       settings.sampling.temperature, settings.seed)
         work = DecodeSnapshot.take(session.engine).since(self._before)
@@ -225,15 +231,10 @@ class PendingReply:
         return self._exchange
 
 
-def _written(texts: list[str], sample: Sample) -> tuple[tuple[int, ...], str, tuple[str, ...], str]:
-    """Tokens, sources, pieces and text of what the events showed (a stop may cut a batch short)."""
-    n = min(len(texts), len(sample.tokens))  # the last event may be an end-of-generation token
-    pieces = list(texts[:n])
-    shown = "".join(pieces)
-    text = shown
-    if n == len(sample.tokens) and sample.text.startswith(shown):
-        text = sample.text  # add what was still held back (a partial stop string, the final flush)
-        if pieces:
-            pieces[-1] += text[len(shown):]
-    return tuple(sample.tokens[:n]), sample.sources[:n], tuple(pieces), text
+def _written(seen: int, sample: Sample) -> tuple[tuple[int, ...], str, tuple[str, ...], str]:
+    """Tokens, sources, pieces and text of the tokens whose events were seen (a reply stopped early
+    may have drafted more). Each token keeps its own piece, which the text is made of."""
+    n = min(seen, len(sample.tokens))  # the last event may be an end-of-generation token
+    pieces = sample.pieces[:n]
+    return tuple(sample.tokens[:n]), sample.sources[:n], pieces, "".join(pieces)
 

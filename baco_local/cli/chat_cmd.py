@@ -25,6 +25,7 @@ from ..errors import BacoError
 from ..loop import TokenEvent
 from ..routers import ALIGNED, BASE
 from . import options as opt
+from .console import use_plain
 from .setup import open_engine, prepare_run
 
 STYLES = {ALIGNED: "cyan", BASE: "yellow"}
@@ -42,6 +43,8 @@ def chat_command(
     run: opt.RunOptions,
 ) -> None:
     """Chat with a base/aligned pair, watching which model writes each token."""
+    if plain:
+        use_plain()  # also the memory estimate, notes and error lines
     resolved, settings = prepare_run(run)
     out, info = _console(plain, stderr=False), _console(plain, stderr=True)
     with _loading(info):
@@ -169,8 +172,10 @@ class ChatTerminal:
             self._say(stats.summary(), "dim")
 
     def _write(self, event: TokenEvent) -> None:
-        if event.text:
-            self.out.print(Text(event.text, STYLES[event.side]), end="")
+        """Print the text the event made visible, each part in the colour of the model that wrote it
+        (with stop strings the text lags behind, so it can be earlier tokens')."""
+        for side, text in event.spans:
+            self.out.print(Text(text, STYLES[side]), end="")
 
     def _say(self, text: str, style: str = "") -> None:
         self.info.print(Text(text, style))

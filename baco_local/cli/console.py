@@ -17,3 +17,9 @@ def note(message: str) -> None:
 def error_line(message: str) -> None:
     """The single ``Error: ...`` line for a failure."""
     stderr.print(f"[bold red]Error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def use_plain() -> None:
+    """No colours or styles on either stream from now on (``--plain``), whatever the terminal can show."""
+    for console in (stdout, stderr):
+        console._color_system = None  # what color_system=None does at creation; rich has no public setter

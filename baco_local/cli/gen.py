@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..prompt_file import read_prompt_file
+from ..jsonl_file import JsonlWriter, is_regular_output
+from ..prompt_file import PromptItem, id_key, read_prompt_file
 from ..prompts import Message
-from ..records import JsonlWriter, check_resumable, prompt_record, read_existing
+from ..records import GEN_HINT, check_resumable, prompt_record, read_existing
+from ..run_lock import RunLock
 from . import options as opt
 from .console import note, stderr
 from .setup import open_engine, prepare_run, settings_record
@@ -35,23 +38,17 @@ def gen_command(
     resolved, settings = prepare_run(run)
     items = read_prompt_file(prompt_file)
     record_settings = settings_record(settings, resolved, n, run.ctx_size, system)
-    done: set = set()
-    if output is not None:
-        existing = read_existing(output)
-        check_resumable(output, existing, record_settings)
-        done = existing.done
-        writer = JsonlWriter(output, valid_bytes=existing.valid_bytes)
-    else:
-        writer = JsonlWriter(None, stream=sys.stdout)
-    todo = [item for item in items if item.id not in done]
-    if done:
-        note(f"resuming: {len(items) - len(todo)} of {len(items)} prompts already in {output}")
-    if not todo:
-        writer.close()
-        return
-    engine = open_engine(resolved, run, n_seq=n)
-    messages_prefix = [Message("system", system)] if system else []
-    try:
+    with ExitStack() as stack:
+        writer, done = _open_output(output, items, record_settings, stack)
+        todo = [item for item in items if id_key(item.id) not in done]
+        if done:
+            note(f"resuming: {len(items) - len(todo)} of {len(items)} prompts already in {output}")
+        if not todo:
+            return
+        engine = open_engine(resolved, run, n_seq=n)
+        stack.callback(engine.pair.close)
+        stack.callback(engine.close)
+        messages_prefix = [Message("system", system)] if system else []
         with _progress() as progress:
             task = progress.add_task("generating", total=len(todo) * n, rate="")
             tokens, started = 0, time.perf_counter()
@@ -65,11 +62,20 @@ def gen_command(
                 finished = generation.samples
                 writer.write(prompt_record(item, record_settings["model"], finished, record_settings))
                 progress.advance(task, n)
-    finally:
-        writer.close()
-        engine.close()
-        engine.pair.close()
 
+
+def _open_output(output: Path | None, items: list[PromptItem], record_settings: dict,
+                 stack: ExitStack) -> tuple[JsonlWriter, set[str]]:
+    """The writer for the run and the ids already done. A file output is locked for the whole run
+    (``OUTPUT.lock``), checked to hold the same run, and created only at its first record."""
+    if output is None:
+        return JsonlWriter(None, stream=sys.stdout), set()
+    if is_regular_output(output):
+        stack.enter_context(RunLock(output.with_name(output.name + ".lock"), output, GEN_HINT))
+    existing = read_existing(output)
+    check_resumable(output, existing, record_settings, items)
+    writer = stack.enter_context(closing(JsonlWriter(output, valid_bytes=existing.valid_bytes)))
+    return writer, existing.done
 
 def _progress() -> Progress:
     """A progress bar on stderr (prompts x samples, tokens/s); silent when stderr is not a terminal."""

@@ -18,7 +18,8 @@ from rich.table import Table
 from ..compat import check_pair
 from ..errors import RegistryError
 from ..gguf_file import GGUFSummary, read_gguf, read_token_texts
-from ..hub import Located, ResolvedPair, cache_dir, download, locate_pair, package_installed, resolve_pair
+from ..hub import (Located, ResolvedPair, cache_dir, check_local_paths, download, locate_pair, package_installed,
+                   resolve_pair)
 from ..memory import MemoryEstimate, available_memory, check_memory_fits, estimate_memory, estimate_model, kv_cells
 from ..registry import PairEntry, load_registry
 from . import options as opt
@@ -51,6 +52,7 @@ def list_command() -> None:
 def pull_command(name: Annotated[str, typer.Argument(help="A pair from `baco models list`.")]) -> None:
     """Download a pair's files into the Hugging Face cache, then check they share a tokenizer."""
     entry = load_registry().get(name)
+    check_local_paths(entry)
     paths = []
     for side, found in zip(("base", "aligned"), locate_pair(entry, assemble=True), strict=True):
         if found.path is not None:
@@ -151,6 +153,7 @@ def _info_paths(target: str) -> list[Path]:
     if target not in registry.pairs:
         raise RegistryError(f"'{target}' is neither a file nor a known pair; known pairs: "
                             f"{', '.join(sorted(registry.pairs))}")
+    check_local_paths(registry.get(target))
     found = locate_pair(registry.get(target), assemble=True)
     missing = [f.source.describe() for f in found if not f.present]
     if missing:

@@ -11,6 +11,7 @@ from ..errors import ChatTemplateError, UsageError
 from ..loop import DraftPolicy, Engine, GenerationSettings
 from ..gguf_file import read_gguf
 from ..memory import effective_context, kv_cells
+from ..model_identity import model_identity
 from ..pair import ModelPair, PairSpec
 from ..prompts import DEFAULT_BASE_TEMPLATE
 from ..routers import DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
@@ -90,15 +91,21 @@ def prepare_run(run: RunOptions) -> tuple[ResolvedChoice, GenerationSettings]:
     return resolved, settings
 
 
+def model_files(spec: PairSpec) -> dict[str, dict[str, Any]]:
+    """What identifies the two model files (size and fingerprint), as recorded in output settings."""
+    return {"base": model_identity(spec.base_path), "aligned": model_identity(spec.aligned_path)}
+
+
 def settings_record(settings: GenerationSettings, resolved: ResolvedChoice, n: int, ctx_size: int,
-                    system: str | None = None) -> dict[str, Any]:
-    """The run's settings as written into every output record."""
+                    system: str | None = None, *, files: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The run's settings as written into every output record (``files``: :func:`model_files`, if known)."""
     spec = resolved.spec
     template = spec.chat_template
     return {
         "model": f"baco:{settings.router.name}@{settings.gamma:g}:{resolved.label}",
         "base": str(spec.base_path),
         "aligned": str(spec.aligned_path),
+        "model_files": files if files is not None else model_files(spec),
         "router": settings.router.name,
         "gamma": settings.gamma,
         "n": n,

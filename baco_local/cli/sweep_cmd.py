@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import UsageError
+from ..jsonl_file import JsonlWriter
 from ..loop import Engine
 from ..metrics.embed import DEFAULT_EMBEDDER
 from ..metrics.evaluate import Evaluator, PromptScores
@@ -29,16 +30,16 @@ from ..metrics.judge import JudgeScorer
 from ..metrics.likelihood import LikelihoodScorer
 from ..metrics.report import write_json
 from ..pair import ModelPair
-from ..prompt_file import PromptItem, read_prompt_file
+from ..prompt_file import PromptItem, id_key, read_prompt_file
 from ..prompts import Message
-from ..records import RESUME_KEYS, JsonlWriter, prompt_record
+from ..records import RESUME_KEYS, prompt_record
 from ..sweep import BASELINES, KnobLists, OperatingPoint, Task, build_grid, pending_tasks
 from ..sweep_folder import RunFolder, score_line
 from ..sweep_report import SweepResult, plot_sweep, points_document, summarise_sweep, summary_document, summary_table
 from . import options as opt
 from .console import note, stderr, stdout
 from .scoring import EmbedderOpt, JudgeOpt, SemanticOpt, choose_embedder, lists_metrics, open_judge
-from .setup import ResolvedChoice, open_engine, prepare_run, settings_record
+from .setup import ResolvedChoice, model_files, open_engine, prepare_run, settings_record
 
 GRID = "Grid"
 Scorer = Union[LikelihoodScorer, JudgeScorer]
@@ -120,47 +121,52 @@ def sweep_command(
         ensemble_weights=parse_floats(ensemble_weights, "--ensemble-weights"))
     points = build_grid(knobs, shared)
     items = read_prompt_file(prompt_file)
-    record_settings = {p.id: point_settings(p, resolved, n, run.ctx_size) for p in points}
+    files = model_files(resolved.spec)
+    record_settings = {p.id: point_settings(p, resolved, n, run.ctx_size, files) for p in points}
     folder = RunFolder(run_dir)
-    folder.open(grid_spec(record_settings, resolved))
-    if not available(PLOT_MODULES):
-        note(f"plots skipped: {INSTALL_HINT}")
-    done = folder.done(items)
-    tasks = pending_tasks(items, points, done)
-    if done:
-        note(f"resuming: {len(points) * len(items) - len(tasks)} of {len(points) * len(items)} records "
-             f"already in {folder.generations}")
-    chosen_embedder = choose_embedder(semantic, embedder)  # fail now rather than after generating
-    scorers: list[Scorer] = []
-    engine = open_engine(resolved, run, n_seq=n)
-    try:
-        scorers.append(likelihood_scorer(engine.pair, run.threads))
-        judge_scorer = open_judge(judge, gpu_layers=run.gpu_layers, threads=run.threads, ctx_size=run.ctx_size)
-        scorers.extend([judge_scorer] if judge_scorer else [])
-        with closing(folder.appender(folder.generations)) as writer:
-            generate(engine, tasks, n, record_settings, writer)
-        engine.close()  # free the generation contexts before scoring
-        evaluator = Evaluator(chosen_embedder, scorers)
-        scores = score(folder, items, points, evaluator, judge)
-    finally:
-        for scorer in scorers:
-            scorer.close()  # before the models they run on
-        engine.close()
-        engine.pair.close()
-    report(folder, summarise_sweep(points, scores, evaluator.metrics))
+    with closing(folder):  # the folder stays locked until the sweep ends
+        folder.open(grid_spec(record_settings, resolved))
+        if not available(PLOT_MODULES):
+            note(f"plots skipped: {INSTALL_HINT}")
+        done = folder.done(items)
+        tasks = pending_tasks(items, points, done)
+        if done:
+            note(f"resuming: {len(points) * len(items) - len(tasks)} of {len(points) * len(items)} records "
+                 f"already in {folder.generations}")
+        chosen_embedder = choose_embedder(semantic, embedder)  # fail now rather than after generating
+        scorers: list[Scorer] = []
+        engine = open_engine(resolved, run, n_seq=n)
+        try:
+            scorers.append(likelihood_scorer(engine.pair, run.threads))
+            judge_scorer = open_judge(judge, gpu_layers=run.gpu_layers, threads=run.threads, ctx_size=run.ctx_size)
+            scorers.extend([judge_scorer] if judge_scorer else [])
+            with closing(folder.appender(folder.generations)) as writer:
+                generate(engine, tasks, n, record_settings, writer)
+            engine.close()  # free the generation contexts before scoring
+            evaluator = Evaluator(chosen_embedder, scorers)
+            scores = score(folder, items, points, evaluator, judge)
+        finally:
+            for scorer in scorers:
+                scorer.close()  # before the models they run on
+            engine.close()
+            engine.pair.close()
+        report(folder, summarise_sweep(points, scores, evaluator.metrics))
 
 
-def point_settings(point: OperatingPoint, resolved: ResolvedChoice, n: int, ctx_size: int) -> dict[str, Any]:
-    """The settings written into each of a point's records."""
-    return {**settings_record(point.settings, resolved, n, ctx_size), "model": f"{point.id}:{resolved.label}",
+def point_settings(point: OperatingPoint, resolved: ResolvedChoice, n: int, ctx_size: int,
+                   files: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The settings written into each of a point's records (``files``: the model files' identity)."""
+    return {**settings_record(point.settings, resolved, n, ctx_size, files=files),
+            "model": f"{point.id}:{resolved.label}",
             "point": point.id, "method": point.method, "knobs": dict(point.knobs),
             "ensemble": point.settings.ensemble}
 
 
 def grid_spec(record_settings: dict[str, dict[str, Any]], resolved: ResolvedChoice) -> dict[str, Any]:
     """What a run folder must have been started with for a rerun to continue it."""
-    keys = [k for k in RESUME_KEYS if k != "model"]
-    return {"models": resolved.label, "base_template": resolved.spec.base_template,
+    keys = [k for k in RESUME_KEYS if k not in ("model", "model_files")]
+    files = next(iter(record_settings.values()))["model_files"]
+    return {"models": resolved.label, "model_files": files, "base_template": resolved.spec.base_template,
             "points": {point: {k: settings[k] for k in keys} for point, settings in record_settings.items()}}
 
 
@@ -201,7 +207,7 @@ def score(folder: RunFolder, items: list[PromptItem], points: list[OperatingPoin
           judge: Path | None) -> list[PromptScores]:
     """Every current record's metric values: cached ones from scores.jsonl, the others computed and
     appended there."""
-    wanted = {(p.id, str(item.id)) for p in points for item in items}
+    wanted = {(p.id, id_key(item.id)) for p in points for item in items}
     records = [r for r in read_generations(folder.generations) if (r.model, r.id) in wanted]
     signature = scorer_signature(evaluator, judge)
     cached = folder.cached_scores(signature)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OutputFileError
+from ..prompt_file import id_key
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def _parse_line(raw: bytes, where: str, line: int) -> PromptRecord:
     if not isinstance(generations, list) or not all(isinstance(g, str) for g in generations):
         raise OutputFileError(f"{where}: 'generations' must be a list of strings")
     return PromptRecord(
-        id=str(obj.get("id", line)),
+        id=id_key(obj.get("id", line)),
         prompt=str(obj.get("prompt", "")),
         model=str(obj.get("model", "")),
         generations=generations,
