@@ -10,34 +10,41 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..prompt_file import read_prompt_file
+from ..errors import UsageError
+from ..prompt_file import PromptItem, read_prompts, single_prompt
 from ..prompts import Message
 from ..records import JsonlWriter, check_resumable, prompt_record, read_existing
 from . import options as opt
-from .console import note, stderr
-from .setup import open_engine, prepare_run, settings_record
+from .console import note, show_progress, stderr
+from .setup import open_engine, option_text, prepare_run, resolve_run, settings_record, settle_seed
 
 
 @opt.with_run_options()
 def gen_command(
-    prompt_file: opt.PromptFileOpt,
+    prompt_file: opt.PromptFileOpt = None,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", "-p", help="A single prompt, instead of -f (its id "
+                                                  "is 1).", rich_help_panel=opt.PROMPTS)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="JSONL output, appended per prompt; "
                                                    "a rerun resumes (default: stdout).")] = None,
-    n: Annotated[int, typer.Option("-n", "--samples", help="Samples per prompt, decoded in parallel.")] = 1,
-    system: Annotated[Optional[str], typer.Option("--system", help="System prompt for every prompt.",
-                                                  rich_help_panel=opt.MODEL)] = None,
+    n: Annotated[int, typer.Option("-n", "--samples", help="Samples per prompt, decoded in parallel (the number "
+                                   "of samples, as in the OpenAI API and NoveltyBench; llama.cpp's -n is "
+                                   "--max-tokens here).")] = 1,
+    system: opt.SystemOpt = None,
     *,
     run: opt.RunOptions,
 ) -> None:
     """Generate N samples per prompt with a router, writing NoveltyBench-style JSONL."""
     if n < 1:
         raise typer.BadParameter("must be at least 1", param_hint="-n")
-    resolved, settings = prepare_run(run)
-    items = read_prompt_file(prompt_file)
-    record_settings = settings_record(settings, resolved, n, run.ctx_size, system)
+    plan, settings = prepare_run(run)
+    system = option_text(run, system, "--system")
+    items = _prompts(prompt_file, prompt)
+    existing = read_existing(output) if output is not None else None
+    settings = settle_seed(settings, run, existing.settings if existing else None, output)
+    resolved = resolve_run(plan, run)
+    record_settings = settings_record(settings, resolved, n, system)
     done: set = set()
-    if output is not None:
-        existing = read_existing(output)
+    if output is not None and existing is not None:
         check_resumable(output, existing, record_settings)
         done = existing.done
         writer = JsonlWriter(output, valid_bytes=existing.valid_bytes)
@@ -71,9 +78,18 @@ def gen_command(
         engine.pair.close()
 
 
+def _prompts(prompt_file: Path | None, prompt: str | None) -> list[PromptItem]:
+    """The prompts of ``-f FILE`` (``-f -``: standard input) or ``-p TEXT``: exactly one of them."""
+    if (prompt_file is None) == (prompt is None):
+        raise UsageError("give the prompts with -f FILE (-f - reads standard input) or one prompt with -p TEXT")
+    if prompt is not None:
+        return single_prompt(prompt)
+    return read_prompts(prompt_file, sys.stdin.buffer)
+
+
 def _progress() -> Progress:
-    """A progress bar on stderr (prompts x samples, tokens/s); silent when stderr is not a terminal."""
+    """A progress bar on stderr (prompts x samples, tokens/s); silent when stderr is not a terminal or with -q."""
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(), console=stderr, transient=False, disable=not stderr.is_terminal,
+        TimeElapsedColumn(), console=stderr, transient=False, disable=not show_progress(),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -29,18 +30,18 @@ from ..metrics.judge import JudgeScorer
 from ..metrics.likelihood import LikelihoodScorer
 from ..metrics.report import write_json
 from ..pair import ModelPair
-from ..prompt_file import PromptItem, read_prompt_file
+from ..prompt_file import PromptItem, read_prompts
 from ..prompts import Message
 from ..records import RESUME_KEYS, JsonlWriter, prompt_record
 from ..sweep import BASELINES, KnobLists, OperatingPoint, Task, build_grid, pending_tasks
 from ..sweep_folder import RunFolder, score_line
 from ..sweep_report import SweepResult, plot_sweep, points_document, summarise_sweep, summary_document, summary_table
 from . import options as opt
-from .console import note, stderr, stdout
-from .scoring import EmbedderOpt, JudgeOpt, SemanticOpt, choose_embedder, lists_metrics, open_judge
-from .setup import ResolvedChoice, open_engine, prepare_run, settings_record
+from .console import note, show_progress, stderr, stdout
+from .scoring import EmbedderOpt, JudgeOpt, SemanticOpt, choose_embedder, open_judge
+from .setup import ResolvedChoice, open_engine, prepare_run, resolve_run, settings_record, settle_seed
 
-GRID = "Grid"
+GRID = opt.GRID
 Scorer = Union[LikelihoodScorer, JudgeScorer]
 _DEFAULT = KnobLists()
 
@@ -84,8 +85,12 @@ def parse_floats(text: str, option: str) -> tuple[float, ...]:
         raise UsageError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
 
-@lists_metrics
-@opt.with_run_options(routing=False)
+SWEEP_HELPS = {"draft": "Fixed draft length K for draft-and-verify (default: the step loop, faster for "
+                         "several samples).",
+               "seed": "Random seed (-1 = random, recorded in sweep.json); sample i of every point uses seed + i."}
+
+
+@opt.with_run_options(routing=False, helps=SWEEP_HELPS)
 def sweep_command(
     prompt_file: opt.PromptFileOpt,
     run_dir: Annotated[Path, typer.Option("--output", "-o", help="Run folder (made if missing); running the same "
@@ -106,22 +111,28 @@ def sweep_command(
     *,
     run: opt.RunOptions,
 ) -> None:
-    """Run every method of a grid on the prompts (models loaded once), score each operating point and
-    report each method's coverage and dominance of the diversity-quality frontier. The quality axis is
-    aligned-loglik, and judge with --judge."""
+    """Sweep a grid of methods and report their diversity-quality frontier.
+
+    Runs every method of the grid on the prompts (models loaded once), scores each operating point
+    with the metrics `baco eval --help` lists, and reports each method's coverage and dominance of
+    the diversity-quality frontier. The quality axis is aligned-loglik, and judge with --judge.
+    """
     if n < 2:
         raise UsageError(f"-n must be at least 2 (diversity compares a prompt's samples), got {n}")
-    resolved, shared = prepare_run(run)
+    plan, shared = prepare_run(run)
     knobs = KnobLists(
         routers=parse_names(routers, "--routers"), gammas=parse_floats(gammas, "--gammas"),
         entropy_gammas=parse_floats(entropy_gammas, "--entropy-gammas"),
         baselines=parse_names(baselines, "--baselines"), temps=parse_floats(temps, "--temps"),
         min_ps=parse_floats(min_ps, "--min-ps"), nudging_gammas=parse_floats(nudging_gammas, "--nudging-gammas"),
         ensemble_weights=parse_floats(ensemble_weights, "--ensemble-weights"))
-    points = build_grid(knobs, shared)
-    items = read_prompt_file(prompt_file)
-    record_settings = {p.id: point_settings(p, resolved, n, run.ctx_size) for p in points}
     folder = RunFolder(run_dir)
+    shared = settle_seed(shared, run, folder.recorded_settings(), folder.spec)
+    points = build_grid(knobs, shared)
+    assert prompt_file is not None  # a required option: typer refuses the command without it
+    items = read_prompts(prompt_file, sys.stdin.buffer)
+    resolved = resolve_run(plan, run)
+    record_settings = {p.id: point_settings(p, resolved, n) for p in points}
     folder.open(grid_spec(record_settings, resolved))
     if not available(PLOT_MODULES):
         note(f"plots skipped: {INSTALL_HINT}")
@@ -150,9 +161,9 @@ def sweep_command(
     report(folder, summarise_sweep(points, scores, evaluator.metrics))
 
 
-def point_settings(point: OperatingPoint, resolved: ResolvedChoice, n: int, ctx_size: int) -> dict[str, Any]:
+def point_settings(point: OperatingPoint, resolved: ResolvedChoice, n: int) -> dict[str, Any]:
     """The settings written into each of a point's records."""
-    return {**settings_record(point.settings, resolved, n, ctx_size), "model": f"{point.id}:{resolved.label}",
+    return {**settings_record(point.settings, resolved, n), "model": f"{point.id}:{resolved.label}",
             "point": point.id, "method": point.method, "knobs": dict(point.knobs),
             "ensemble": point.settings.ensemble}
 
@@ -230,7 +241,7 @@ def report(folder: RunFolder, result: SweepResult) -> None:
 
 
 def progress_bar() -> Progress:
-    """A progress bar on stderr; silent when stderr is not a terminal."""
+    """A progress bar on stderr; silent when stderr is not a terminal, or with -q."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=stderr,
-                    disable=not stderr.is_terminal)
+                    disable=not show_progress())
