@@ -82,11 +82,12 @@ def info_command(
                                           metavar="FILE|PAIR", show_default=False)],
     samples: SamplesOpt = 1,
     max_tokens: opt.MaxTokensOpt = 256,
-    ctx_size: opt.CtxSizeOpt = opt.DEFAULT_CTX,
+    ctx_size: opt.CtxSizeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Architecture, size, tokenizer and chat template of a model (or a pair), and a memory estimate."""
-    check_ctx_size(ctx_size)
+    if ctx_size is not None:
+        check_ctx_size(ctx_size)
     paths = _info_paths(target)
     cells = kv_cells(context_for(ctx_size, paths), samples, max_tokens)
     if len(paths) == 2:
@@ -133,11 +134,11 @@ def resolve_pair_for_cli(name: str, *, assume_yes: bool) -> ResolvedPair:
                         progress=stderr.is_terminal)
 
 
-def context_for(requested: int, paths: Sequence[Path]) -> int:
-    """The context a run of these models gets: ``requested``, capped by their training lengths
-    (said once on stderr when it is)."""
-    effective = effective_context(requested, *(read_gguf(path) for path in paths))
-    if effective < requested:
+def context_for(requested: int | None, paths: Sequence[Path]) -> int:
+    """The context a run of these models gets: ``requested`` (default 4096), capped by their training
+    lengths; a ``requested`` value that was capped is said once on stderr."""
+    effective = effective_context(requested or opt.DEFAULT_CTX, *(read_gguf(path) for path in paths))
+    if requested is not None and effective < requested:
         note(f"--ctx-size {requested} is more than the model{'s were' if len(paths) > 1 else ' was'} "
              f"trained for: using {effective}")
     return effective

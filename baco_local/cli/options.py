@@ -82,8 +82,9 @@ NoDraftOpt = Annotated[bool, typer.Option(
     "--no-draft", help="Use the plain step-by-step loop (same output, slower).", rich_help_panel=RUNTIME)]
 IgnoreMemoryOpt = Annotated[bool, typer.Option(
     "--ignore-memory", help="Start even if the estimated memory exceeds what is available.", rich_help_panel=RUNTIME)]
-CtxSizeOpt = Annotated[int, typer.Option("--ctx-size", "-c", help="Context window per sample (prompt + output).",
-                                         rich_help_panel=RUNTIME)]
+CtxSizeOpt = Annotated[Optional[int], typer.Option(
+    "--ctx-size", "-c", help="Context window per sample (prompt + output; default: 4096, or what the models were "
+    "trained for if less).", show_default=False, rich_help_panel=RUNTIME)]
 GpuLayersOpt = Annotated[int, typer.Option("--gpu-layers", "-ngl", help="Layers to offload to the GPU "
                                            "per model (-1 = all; needs a Metal/CUDA build).", rich_help_panel=RUNTIME)]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", "-t", help="CPU threads (default: all, at most 8).",
@@ -118,7 +119,7 @@ class RunOptions:
     stop: list[str] | None
     draft: int | None
     no_draft: bool
-    ctx_size: int
+    ctx_size: int | None  # None: DEFAULT_CTX, capped by the models without a word
     gpu_layers: int
     threads: int | None
     ignore_memory: bool
@@ -135,7 +136,7 @@ _ROUTING_OPTIONS = [("router", RouterOpt, None), ("gamma", GammaOpt, None)]
 _SAMPLING_OPTIONS = [("temp", TempOpt, DEFAULT_TEMP), ("top_k", TopKOpt, DEFAULT_TOP_K), ("top_p", TopPOpt, DEFAULT_TOP_P),
                      ("min_p", MinPOpt, DEFAULT_MIN_P), ("seed", SeedOpt, 0), ("max_tokens", MaxTokensOpt, 256),
                      ("stop", StopOpt, None)]
-_RUNTIME_OPTIONS = [("draft", DraftOpt, None), ("no_draft", NoDraftOpt, False), ("ctx_size", CtxSizeOpt, DEFAULT_CTX),
+_RUNTIME_OPTIONS = [("draft", DraftOpt, None), ("no_draft", NoDraftOpt, False), ("ctx_size", CtxSizeOpt, None),
                     ("gpu_layers", GpuLayersOpt, 0), ("threads", ThreadsOpt, None),
                     ("ignore_memory", IgnoreMemoryOpt, False)]
 _OUTPUT_OPTIONS = [("verbose", VerboseOpt, False), ("quiet", QuietOpt, False)]

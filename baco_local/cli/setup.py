@@ -24,7 +24,7 @@ from ..prompts import DEFAULT_BASE_TEMPLATE, check_base_template, compile_chat_t
 from ..registry import load_registry
 from ..routers import DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
 from .console import note
-from .options import RANDOM_SEED, RunOptions
+from .options import DEFAULT_CTX, RANDOM_SEED, RunOptions
 from ..sampling import SamplingParams
 
 
@@ -157,7 +157,8 @@ def prepare_run(run: RunOptions) -> tuple[ModelPlan, GenerationSettings]:
     settings, before any model file is looked for or downloaded."""
     if run.draft is not None and run.no_draft:
         raise UsageError("give --draft K or --no-draft, not both")
-    check_ctx_size(run.ctx_size)
+    if run.ctx_size is not None:
+        check_ctx_size(run.ctx_size)
     plan = plan_models(ModelChoice(run.base, run.aligned, run.pair, run.chat_template_file,
                                    option_text(run, run.base_template, "--base-template"), run.gpu_layers, run.yes))
     settings = GenerationSettings(
@@ -206,7 +207,7 @@ def open_engine(resolved: ResolvedChoice, run: RunOptions, n_seq: int) -> Engine
     from .models_cmd import check_memory_for_run
 
     spec = resolved.spec
-    ctx_size = resolved.ctx_size or run.ctx_size
+    ctx_size = resolved.ctx_size or run.ctx_size or DEFAULT_CTX
     offloaded = spec.base_gpu_layers != 0 or spec.aligned_gpu_layers != 0
     check_memory_for_run(spec.base_path, spec.aligned_path, n_cells=kv_cells(ctx_size, n_seq, run.max_tokens),
                          n_seq=n_seq, ignore_limit=run.ignore_memory or offloaded)

@@ -146,7 +146,7 @@ def sweep_command(
     engine = open_engine(resolved, run, n_seq=n)
     try:
         scorers.append(likelihood_scorer(engine.pair, run.threads))
-        judge_scorer = open_judge(judge, gpu_layers=run.gpu_layers, threads=run.threads, ctx_size=run.ctx_size)
+        judge_scorer = open_judge(judge, gpu_layers=run.gpu_layers, threads=run.threads, ctx_size=resolved.ctx_size or opt.DEFAULT_CTX)
         scorers.extend([judge_scorer] if judge_scorer else [])
         with closing(folder.appender(folder.generations)) as writer:
             generate(engine, tasks, n, record_settings, writer)
