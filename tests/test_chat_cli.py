@@ -233,3 +233,27 @@ def test_missing_models_fail_cleanly(tiny_pair, tmp_path: Path) -> None:
     result = piped_chat(tmp_path, "--base", str(tmp_path / "nope.gguf"), "--aligned", str(aligned), lines="")
     assert result.returncode == 2 and result.stderr.startswith("Error:") and "nope.gguf" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ollama_habits_blocks_load_and_bye(tiny_pair, tmp_path: Path) -> None:
+    base, aligned = tiny_pair
+    saved = tmp_path / "chat.json"
+    lines = "\n".join(['"""Tell me', "/a story", 'about the sea"""', f"/save {saved}", "/reset", f"/load {saved}",
+                       "/stats", '"""never closed', "/bye", "Not sent"]) + "\n"
+    result = piped_chat(tmp_path, "--base", str(base), "--aligned", str(aligned), "--max-tokens", "5", lines=lines)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(saved.read_text(encoding="utf-8"))
+    assert [e["user"] for e in document["exchanges"]] == ["Tell me\n/a story\nabout the sea"]
+    assert f"saved 1 exchange to {saved} (JSON)" in result.stderr
+    assert f"loaded 1 exchange from {saved}" in result.stderr
+    assert "1 of 1 exchanges in the prompt" in result.stderr  # /stats after /load
+    assert len(result.stdout.splitlines()) == 1  # one reply: the block never closed, and what follows /bye, were not sent
+    assert "unknown command" not in result.stderr  # "/a story" inside the block is text
+
+
+def test_slash_command_errors_name_the_command(tiny_pair, tmp_path: Path) -> None:
+    base, aligned = tiny_pair
+    result = piped_chat(tmp_path, "--base", str(base), "--aligned", str(aligned), lines="/gamma 9\n/temp -2\n")
+    assert result.returncode == 0, result.stderr
+    assert "/gamma for router 'p-punc' is a probability in [0, 1], got 9.0" in result.stderr
+    assert "/temp must be >= 0" in result.stderr and "--gamma" not in result.stderr and "--temp" not in result.stderr

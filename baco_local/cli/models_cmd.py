@@ -185,7 +185,9 @@ def _download_size(located: Sequence[Located]) -> str:
     left = _download_bytes(located)
     if left is None:
         return "?"
-    return "none" if left == 0 else f"~{left / 1e9:.1f} GB"
+    if left == 0:
+        return "none"
+    return f"~{left / 1e9:.1f} GB" if left >= 1e9 else f"~{left / 1e6:.0f} MB"
 
 
 def _file_document(found: Located) -> dict[str, Any]:
