@@ -56,8 +56,8 @@ def chat_command(
     """Chat with a base/aligned pair, watching which model writes each token."""
     plan, settings = prepare_run(run)
     system = option_text(run, system, "--system")
-    settings = settle_seed(settings, run)
     resolved = resolve_run(plan, run)
+    settings = settle_seed(settings, run)
     out, info = _console(plain, stderr=False), _console(plain, stderr=True)
     with _loading(info):
         engine = open_engine(resolved, run, n_seq=1)

@@ -40,8 +40,8 @@ def gen_command(
     system = option_text(run, system, "--system")
     items = _prompts(prompt_file, prompt)
     existing = read_existing(output) if output is not None else None
-    settings = settle_seed(settings, run, existing.settings if existing else None, output)
     resolved = resolve_run(plan, run)
+    settings = settle_seed(settings, run, existing.settings if existing else None, output)
     record_settings = settings_record(settings, resolved, n, system)
     done: set = set()
     if output is not None and existing is not None:

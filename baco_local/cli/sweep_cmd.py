@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import UsageError
+from ..gguf_file import read_gguf
 from ..loop import Engine
 from ..metrics.embed import DEFAULT_EMBEDDER
 from ..metrics.evaluate import Evaluator, PromptScores
@@ -126,12 +127,15 @@ def sweep_command(
         baselines=parse_names(baselines, "--baselines"), temps=parse_floats(temps, "--temps"),
         min_ps=parse_floats(min_ps, "--min-ps"), nudging_gammas=parse_floats(nudging_gammas, "--nudging-gammas"),
         ensemble_weights=parse_floats(ensemble_weights, "--ensemble-weights"))
-    folder = RunFolder(run_dir)
-    shared = settle_seed(shared, run, folder.recorded_settings(), folder.spec)
-    points = build_grid(knobs, shared)
+    build_grid(knobs, shared)  # refuse a bad grid now; it is built below with the seed settled
     assert prompt_file is not None  # a required option: typer refuses the command without it
     items = read_prompts(prompt_file, sys.stdin.buffer)
+    chosen_embedder = choose_embedder(semantic, embedder)  # fail now rather than after generating
+    if judge is not None:
+        read_gguf(judge)  # a missing or malformed judge file shows before the models are looked for
     resolved = resolve_run(plan, run)
+    folder = RunFolder(run_dir)
+    points = build_grid(knobs, settle_seed(shared, run, folder.recorded_settings(), folder.spec))
     record_settings = {p.id: point_settings(p, resolved, n) for p in points}
     folder.open(grid_spec(record_settings, resolved))
     if not available(PLOT_MODULES):
@@ -141,7 +145,6 @@ def sweep_command(
     if done:
         note(f"resuming: {len(points) * len(items) - len(tasks)} of {len(points) * len(items)} records "
              f"already in {folder.generations}")
-    chosen_embedder = choose_embedder(semantic, embedder)  # fail now rather than after generating
     scorers: list[Scorer] = []
     engine = open_engine(resolved, run, n_seq=n)
     try:
