@@ -27,7 +27,6 @@ from .gguf_file import read_gguf
 # ggml log levels (ggml.h): NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5.
 _LOG_WARN, _LOG_ERROR, _LOG_CONT = 3, 4, 5
 _ATTR_CONTROL = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
-_ATTR_BYTE = llama_cpp.LLAMA_TOKEN_ATTR_BYTE
 _ATTR_USER_DEFINED = llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
 
 
@@ -99,8 +98,7 @@ class VocabInfo:
     eos: int | None
     add_bos: bool
     eog_ids: frozenset[int]
-    control: np.ndarray  # (n_vocab,) bool: control/special tokens (never plain text)
-    byte: np.ndarray  # (n_vocab,) bool: byte-fallback tokens such as <0x0A>
+    control: np.ndarray  # (n_vocab,) bool: control and user-defined tokens (never merged with text)
 
 
 class LoadedModel:
@@ -148,7 +146,6 @@ class LoadedModel:
             add_bos=bool(llama_cpp.llama_vocab_get_add_bos(self.vocab)),
             eog_ids=eog,
             control=(attrs & (_ATTR_CONTROL | _ATTR_USER_DEFINED)) != 0,
-            byte=(attrs & _ATTR_BYTE) != 0,
         )
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:

@@ -144,10 +144,6 @@ class _SequenceState:
         return self.streams.draw(side, len(self.tokens) + ahead)
 
     @property
-    def previous(self) -> int | None:
-        return self.tokens[-1] if self.tokens else None
-
-    @property
     def writer(self) -> Side | None:
         return self.sources[-1] if self.sources else None  # type: ignore[return-value]
 
@@ -322,7 +318,7 @@ class Generation:
         """Route and sample one token for one sequence (steps 3-4 of the loop)."""
         if self.settings.ensemble is not None:
             return self._choose_from_mixture(state, dists, self.settings.ensemble)
-        return choose_token(self._route(state, dists), state.writer, state.previous, dists,
+        return choose_token(self._route(state, dists), state.writer, state.tokens, dists,
                             self.pair.classes.is_boundary, self.settings.sampling, state.sample_draw)
 
     def _choose_from_mixture(self, state: _SequenceState, dists: dict[Side, Distribution],
@@ -391,14 +387,15 @@ class Generation:
         return rows
 
 
-def choose_token(wanted: Side, writer: Side | None, previous: int | None,
-                 dists: dict[Side, Distribution], is_boundary: Callable[[int | None, int], bool],
+def choose_token(wanted: Side, writer: Side | None, history: Sequence[int],
+                 dists: dict[Side, Distribution], is_boundary: Callable[[Sequence[int], int], bool],
                  params: SamplingParams, draw: Callable[[Side], float]) -> tuple[int, Side]:
     """Sample from the wanted side; a change of writer stands only on a word-initial token.
 
-    ``draw(side)`` is the uniform draw that side samples this position with.
+    ``history`` is the sample's generated tokens so far; ``draw(side)`` is the uniform draw that
+    side samples this position with.
     """
     token = sample(dists[wanted], params, draw(wanted))
-    if writer is None or wanted == writer or is_boundary(previous, token):
+    if writer is None or wanted == writer or is_boundary(history, token):
         return token, wanted
     return sample(dists[writer], params, draw(writer)), writer

@@ -61,7 +61,7 @@ class ModelPair:
 
     def _classify(self) -> TokenClasses:
         larger = self.aligned if self.aligned.n_vocab >= self.base.n_vocab else self.base
-        return build_token_classes(self.n_vocab, larger.piece, larger.info.control, larger.info.byte)
+        return build_token_classes(self.n_vocab, larger.piece, larger.info.control)
 
     def piece(self, token: int) -> bytes:
         """The bytes a generated token stands for (control tokens render as nothing)."""

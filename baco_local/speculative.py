@@ -186,7 +186,7 @@ class DraftGeneration(Generation):
                 other_dist = self._row_distribution(other, row)
                 if self._route(state, {writer: draft.stats, other: other_dist}) != writer:  # type: ignore[dict-item]
                     candidate = sample(other_dist, self.settings.sampling, state.sample_draw(other))
-                    if self.pair.classes.is_boundary(state.previous, candidate):
+                    if self.pair.classes.is_boundary(state.tokens, candidate):
                         token, side, rejected = candidate, other, True
             events.extend(self._commit(state, token, side))
             if rejected or state.finish is not None:

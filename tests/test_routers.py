@@ -13,7 +13,7 @@ from baco_local.vocab import build_token_classes
 # A five-token vocabulary: a function word, a content word, punctuation, a newline, a word piece.
 PIECES = [b" the", b" cat", b".", b"\n", b"ing"]
 THE, CAT, DOT, NEWLINE, ING = range(5)
-CLASSES = build_token_classes(len(PIECES), PIECES.__getitem__, np.zeros(5, bool), np.zeros(5, bool))
+CLASSES = build_token_classes(len(PIECES), PIECES.__getitem__, np.zeros(5, bool))
 
 
 def dist(probs: list[float]) -> Distribution:
@@ -40,12 +40,12 @@ def test_token_classes_from_pieces() -> None:
     assert CLASSES.function_word.tolist() == [True, False, False, False, False]
     assert CLASSES.content_word.tolist() == [False, True, False, False, True]
     assert CLASSES.punctuation.tolist() == [False, False, True, True, False]
-    assert CLASSES.starts_word.tolist() == [True, True, True, True, False]
-    assert CLASSES.ends_word.tolist() == [False, False, True, True, False]
-    assert CLASSES.is_boundary(None, ING)
-    assert not CLASSES.is_boundary(CAT, ING)
-    assert CLASSES.is_boundary(DOT, ING)
-    assert CLASSES.is_boundary(CAT, THE)
+    assert CLASSES.is_boundary([], ING)
+    assert not CLASSES.is_boundary([CAT], ING)
+    assert CLASSES.is_boundary([CAT, DOT], ING)
+    assert CLASSES.is_boundary([CAT], THE)
+    assert [CLASSES.is_boundary([CAT], t) for t in range(5)] == [True, True, True, True, False]
+    assert [CLASSES.is_boundary([t], ING) for t in range(5)] == [False, False, True, True, False]
 
 
 def test_distribution_statistics() -> None:
