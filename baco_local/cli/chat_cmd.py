@@ -30,7 +30,7 @@ from .setup import open_engine, option_text, prepare_run, resolve_run, settle_se
 
 STYLES = {ALIGNED: "cyan", BASE: "yellow"}
 PROMPT = ">>> "
-CONTINUATION_PROMPT = "... "  # inside a """ block
+CONTINUATION_PROMPT = "... "  # inside a triple-quote block
 HISTORY_LENGTH = 1000
 
 
@@ -121,8 +121,7 @@ class ChatTerminal:
         try:
             while (line := self._read(PROMPT)) is not None:
                 if starts_block(line):
-                    self._handle(read_block(line, lambda: self._read(CONTINUATION_PROMPT, in_block=True)) or "",
-                                 literal=True)
+                    self._send_block(line)
                 elif not self._handle(line):
                     break
         finally:
@@ -149,6 +148,12 @@ class ChatTerminal:
                 self.out.print()  # end the prompt's line
             dropped_a_line = isinstance(exc, KeyboardInterrupt) and bool(self.interrupts.typed.strip())
             return "" if dropped_a_line and not in_block else None
+
+    def _send_block(self, first: str) -> None:
+        """Read the rest of a triple-quote block and send it as one message (a dropped block sends nothing)."""
+        message = read_block(first, lambda: self._read(CONTINUATION_PROMPT, in_block=True))
+        if message is not None:
+            self._handle(message, literal=True)
 
     def _handle(self, line: str, *, literal: bool = False) -> bool:
         """Run a command or send a message (``literal``: a message even if it starts with /); False ends the chat."""

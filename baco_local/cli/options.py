@@ -1,8 +1,10 @@
 """Option definitions shared by the generating commands (gen, chat, sweep).
 
 Each option is declared once here as an ``Annotated`` type; commands use them as parameter
-annotations, so names, help texts and defaults never drift apart. Flag names follow llama.cpp
-(``--temp``, ``--top-k``, ``--top-p``, ``--min-p``, ``-c``, ``-ngl``, ``-t``).
+annotations, so names, help texts and defaults never drift apart (README's tables are tested
+against them). Flag names follow llama.cpp (``--temp``, ``--top-k``, ``--top-p``, ``--min-p``,
+``-c``, ``-ngl``, ``-t``, ``-p``, ``--n-predict``, ``-s -1``, ``--no-escape``, ``-v``), except that
+``-n`` is the number of samples, as in the OpenAI API and NoveltyBench.
 """
 
 from __future__ import annotations
@@ -77,7 +79,6 @@ StopOpt = Annotated[Optional[list[str]], typer.Option("--stop", help="Stop strin
 DraftOpt = Annotated[Optional[int], typer.Option(
     "--draft", help="Fixed draft length K for draft-and-verify (default: adaptive 1..16 when -n is 1, "
     "else the step loop).", rich_help_panel=RUNTIME)]
-
 NoDraftOpt = Annotated[bool, typer.Option(
     "--no-draft", help="Use the plain step-by-step loop (same output, slower).", rich_help_panel=RUNTIME)]
 IgnoreMemoryOpt = Annotated[bool, typer.Option(

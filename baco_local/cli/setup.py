@@ -13,7 +13,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, overload
 
 from ..errors import ChatTemplateError, UsageError
 from ..escapes import process_escapes
@@ -122,6 +122,10 @@ def resolve_run(plan: ModelPlan, run: RunOptions) -> ResolvedChoice:
     return dataclasses.replace(resolved, ctx_size=ctx_size)
 
 
+@overload
+def option_text(run: RunOptions, text: str, option: str) -> str: ...
+@overload
+def option_text(run: RunOptions, text: None, option: str) -> None: ...
 def option_text(run: RunOptions, text: str | None, option: str) -> str | None:
     """A text option as the run uses it: escapes processed (as llama.cpp does) unless --no-escape."""
     if text is None or run.no_escape:
@@ -139,7 +143,7 @@ def choose_seed(requested: int) -> int:
 
 
 def settle_seed(settings: GenerationSettings, run: RunOptions, recorded_settings: Mapping[str, Any] | None = None,
-                where: object = None) -> GenerationSettings:
+                where: Path | None = None) -> GenerationSettings:
     """With ``--seed -1``: the seed an existing output (``where``) records, so that a rerun of the
     same command resumes it; else the random one drawn, told on stderr so the run can be repeated."""
     if run.seed != RANDOM_SEED:
@@ -166,7 +170,7 @@ def prepare_run(run: RunOptions) -> tuple[ModelPlan, GenerationSettings]:
         gamma=plan.default_gamma if run.gamma is None else run.gamma,
         sampling=SamplingParams(temperature=run.temp, top_k=run.top_k, top_p=run.top_p, min_p=run.min_p),
         max_tokens=run.max_tokens,
-        stop=tuple(option_text(run, stop, "--stop") or "" for stop in run.stop or ()),
+        stop=tuple(option_text(run, stop, "--stop") for stop in run.stop or ()),
         seed=choose_seed(run.seed),
         draft=DraftPolicy(enabled=not run.no_draft, fixed_k=run.draft),
     )
