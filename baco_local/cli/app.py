@@ -15,6 +15,7 @@ import click
 import typer
 
 from .. import __version__
+from ..backend import llama_build
 from ..errors import BacoError
 from .chat_cmd import chat_command
 from .console import error_line, stdout
@@ -53,8 +54,6 @@ app.add_typer(models_app, name="models")
 
 def version_lines() -> list[str]:
     """baco's version, and the llama.cpp it runs on."""
-    from ..backend import llama_build
-
     try:
         version = metadata.version("baco-local")
     except metadata.PackageNotFoundError:  # run from a source tree without installing

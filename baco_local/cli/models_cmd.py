@@ -24,8 +24,8 @@ from ..memory import (MemoryEstimate, available_memory, check_ctx_size, check_me
                       estimate_memory, estimate_model, kv_cells)
 from ..registry import PairEntry, load_registry
 from . import options as opt
-from .help import BacoCommand, BacoGroup
 from .console import note, print_json, stderr, stdout
+from .help import BacoCommand, BacoGroup
 
 models_app = typer.Typer(
     name="models",
