@@ -34,21 +34,22 @@ class _LlamaLog:
     """Collects llama.cpp's log lines instead of letting them spill onto the terminal.
 
     The last warnings and errors are kept so that a failed load or decode can say why.
-    Set ``BACO_LLAMA_LOG=1`` to echo llama.cpp's own log to stderr.
+    Set ``BACO_LLAMA_LOG=1`` (or call :func:`echo_llama_log`, as ``baco -v`` does) to echo
+    llama.cpp's own log to stderr.
     """
 
     def __init__(self) -> None:
         self.recent: deque[str] = deque(maxlen=20)
         self._lock = threading.Lock()
         self._last_level = 0
-        self._echo = os.environ.get("BACO_LLAMA_LOG", "") not in ("", "0")
+        self.echo = os.environ.get("BACO_LLAMA_LOG", "") not in ("", "0")
         # Keep a reference: ctypes would free the trampoline and llama.cpp would call freed memory.
         self._callback = llama_cpp.llama_log_callback(self._on_log)
         llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
 
     def _on_log(self, level: int, text: bytes, _user: ctypes.c_void_p) -> None:
         message = text.decode("utf-8", errors="replace")
-        if self._echo:
+        if self.echo:
             os.write(2, text)
         level = self._last_level if level == _LOG_CONT else level
         self._last_level = level
@@ -64,6 +65,18 @@ class _LlamaLog:
 
 _LOG = _LlamaLog()
 llama_cpp.llama_backend_init()
+
+
+def echo_llama_log(enabled: bool = True) -> None:
+    """Echo (or stop echoing) llama.cpp's own log lines to stderr."""
+    _LOG.echo = enabled
+
+
+def llama_build() -> dict[str, str]:
+    """What llama.cpp this is: the llama-cpp-python version, llama.cpp's own version, its CPU features."""
+    return {"llama-cpp-python": llama_cpp.__version__,
+            "llama.cpp": llama_cpp.llama_version().decode("utf-8", errors="replace"),
+            "system": llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip(" |")}
 
 
 def default_threads() -> int:

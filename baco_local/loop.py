@@ -27,7 +27,7 @@ import numpy as np
 
 from .backend import ContextShape, SequenceContext, default_threads
 from .errors import ContextOverflowError, UsageError
-from .memory import effective_context, kv_cells
+from .memory import check_ctx_size, effective_context, kv_cells
 from .pair import ModelPair
 from .prompts import Message
 from .routers import ALIGNED, BASE, Router, Side, Signals
@@ -205,8 +205,7 @@ class Engine:
 
     def __init__(self, pair: ModelPair, *, ctx_size: int = 4096, threads: int | None = None,
                  n_batch: int = 512) -> None:
-        if ctx_size < 16:
-            raise UsageError(f"--ctx-size must be at least 16, got {ctx_size}")
+        check_ctx_size(ctx_size)
         self.pair = pair
         self.ctx_size = effective_context(ctx_size, pair.base.summary, pair.aligned.summary)
         self.threads = threads or default_threads()

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .errors import MemoryBudgetError
+from .errors import MemoryBudgetError, UsageError
 from .gguf_file import GGUFSummary, read_gguf
 
 KV_BYTES = 2  # f16 K and V
 LOGIT_BYTES = 4  # f32
 MASK_BYTES = 2  # the f16 attention mask, n_ctx x n_ubatch
+MIN_CTX_SIZE = 16  # a prompt and a few tokens
 GIB = 1024 ** 3
 MIB = 1024 ** 2
 
@@ -90,6 +91,12 @@ class MemoryEstimate:
                    f"{'s' if len(self.models) != 1 else ''}, {self.n_ctx} KV cells each, {self.n_seq} "
                    f"sample{'s' if self.n_seq != 1 else ''}")
         return out
+
+
+def check_ctx_size(ctx_size: int) -> None:
+    """Refuse a context too small for any run."""
+    if ctx_size < MIN_CTX_SIZE:
+        raise UsageError(f"--ctx-size must be at least {MIN_CTX_SIZE}, got {ctx_size}")
 
 
 def effective_context(ctx_size: int, *summaries: GGUFSummary) -> int:

@@ -107,8 +107,9 @@ class Registry:
 
 
 def builtin_path() -> Path:
-    """The ``models.toml`` shipped inside the package."""
-    return Path(str(files("baco_local").joinpath("models.toml"))).resolve()
+    """The ``models.toml`` shipped inside the package (where it is installed, even when a source
+    checkout makes it a symbolic link)."""
+    return Path(str(files("baco_local").joinpath("models.toml"))).absolute()
 
 
 def user_path(environ: Mapping[str, str] | None = None) -> Path | None:

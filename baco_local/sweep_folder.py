@@ -94,6 +94,20 @@ class RunFolder:
             except OSError:
                 pass  # something else is in it: leave it
 
+    def recorded_settings(self) -> dict[str, Any] | None:
+        """The settings sweep.json records for its first operating point, if the folder holds
+        records (a rerun with ``--seed -1`` continues with the seed they were made with)."""
+        if not self.path.is_dir():
+            return None  # open() says what is wrong
+        try:
+            if not self.generations.is_file() or not self.generations.stat().st_size:
+                return None
+            points = json.loads(self.spec.read_text(encoding="utf-8")).get("points") or {}
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return None  # open() reports what is wrong with the folder
+        first = next(iter(points.values()), None)
+        return first if isinstance(first, dict) else None
+
     def done(self, items: Iterable[PromptItem]) -> set[Key]:
         """The records already generated (after :meth:`open`).
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from baco_local import ALIGNED, BASE, Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
-from baco_local.chat import (ChatSession, ContextBudget, as_message, is_command, load_transcript, run_command,
-                             save_transcript)
+from baco_local.chat import (ChatSession, ContextBudget, as_message, is_command, load_transcript, read_block,
+                             run_command, save_transcript, starts_block)
 from baco_local.chat.session import _written
 from baco_local.chat.window import window_start
 from baco_local.errors import ContextOverflowError, OutputFileError, UsageError
@@ -204,12 +204,15 @@ def test_commands_change_the_next_reply(pair) -> None:
 @pytest.mark.parametrize("line, fragment", [
     ("/nope", "unknown command /nope"),
     ("/gamma abc", "needs a number"),
-    ("/gamma 1.5", "probability in [0, 1]"),
+    ("/gamma 1.5", "/gamma for router 'p-punc' is a probability in [0, 1]"),
     ("/router nonsense", "unknown router"),
-    ("/temp -1", "--temp"),
+    ("/temp -1", "/temp must be >= 0"),
     ("/save", ".json or .md"),
     ("/save notes.txt", ".json or .md"),
     ("/undo", "nothing to undo"),
+    ("/load", "/load needs a .json file"),
+    ("/load notes.md", "/load reads the .json files"),
+    ("/load missing.json", "cannot read chat transcript"),
 ])
 def test_bad_commands_raise_one_line_usage_errors(pair, line: str, fragment: str) -> None:
     session = make_session(pair)
@@ -217,7 +220,17 @@ def test_bad_commands_raise_one_line_usage_errors(pair, line: str, fragment: str
     with pytest.raises(UsageError) as caught:
         run_command(session, line)
     assert fragment in str(caught.value) and "\n" not in str(caught.value)
+    assert "--" not in str(caught.value)  # the slash command is named, never a command-line flag
     assert session.settings == before
+
+
+def test_a_router_that_does_not_suit_gamma_names_the_slash_command(pair) -> None:
+    session = make_session(pair)
+    run_command(session, "/router h")
+    run_command(session, "/gamma 3")
+    with pytest.raises(UsageError, match=r"^/gamma for router 'p' is a probability in \[0, 1\], got 3"):
+        run_command(session, "/router p")
+    assert session.settings.router.name == "h"
 
 
 def test_help_quit_and_slash_escapes(pair) -> None:
@@ -226,8 +239,41 @@ def test_help_quit_and_slash_escapes(pair) -> None:
     for name in ("/router", "/gamma", "/temp", "/system", "/reset", "/undo", "/save", "/stats", "/help", "/quit"):
         assert name in help_text
     assert run_command(session, "/quit").quit and not run_command(session, "/help").quit
+    assert run_command(session, "/bye").quit  # Ollama's way out
     assert is_command("/stats") and not is_command("//etc") and not is_command("hello")
     assert as_message("//etc/hosts") == "/etc/hosts" and as_message("hi") == "hi"
+
+
+def lines_from(*lines: str):
+    """A read_line callback giving these lines, then None (the end of input)."""
+    feed = iter(lines)
+    return lambda: next(feed, None)
+
+
+def test_triple_quote_blocks_join_lines_into_one_message() -> None:
+    assert starts_block('"""') and starts_block('  """Hello') and not starts_block('say """')
+    assert read_block('"""', lines_from("first line", "", "/not a command", 'last"""')) == \
+        "first line\n\n/not a command\nlast"
+    assert read_block('"""Dear you,', lines_from("  indented", '"""')) == "Dear you,\n  indented"
+    assert read_block('"""one line"""', lines_from()) == "one line"
+    assert read_block('"""never closed', lines_from("more")) is None  # the input ended (or Ctrl-C)
+
+
+def test_load_continues_a_saved_conversation(pair, tmp_path: Path) -> None:
+    session = make_session(pair, system="Be brief.")
+    say(session, "Tell me a story")
+    path = tmp_path / "chat.json"
+    assert run_command(session, f"/save {path}").lines == (f"saved 1 exchange to {path} (JSON)",)
+    say(session, "And another")
+    assert run_command(session, f"/save {path}").lines == (f"saved 2 exchanges to {path} (JSON)",)
+
+    other = make_session(pair)
+    (message,) = run_command(other, f"/load {path}").lines
+    assert message.startswith(f"loaded 2 exchanges from {path} (with its system prompt)")
+    assert other.exchanges == session.exchanges and other.system == "Be brief."
+    assert other.messages("Go on") == session.messages("Go on")
+    exchange = say(other, "Go on")  # the conversation goes on, in both models' prompts
+    assert exchange.reply.tokens and len(other.exchanges) == 3
 
 
 def test_save_round_trip_and_markdown(pair, tmp_path: Path) -> None:

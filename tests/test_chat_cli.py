@@ -113,7 +113,7 @@ def test_gamma_and_router_changes_show_in_stats(chat) -> None:
     assert "tok/s" in stats.split("base model:")[1]
     # Unknown commands and bad values: one line each, and the chat goes on.
     for line, message in (("/frobnicate", "unknown command /frobnicate"), ("/gamma lots", "needs a number"),
-                          ("/temp -1", "--temp must be >= 0"), ("/router nope", "unknown router")):
+                          ("/temp -1", "/temp must be >= 0"), ("/router nope", "unknown router")):
         output = session.send(line)
         lines = [text for text in output.splitlines()[1:] if text.strip()]
         assert len(lines) == 1 and message in lines[0], output
@@ -154,7 +154,7 @@ def test_undo_and_save_round_trip(chat, tmp_path: Path) -> None:
     first, _ = session.ask("Première question ☕")
     session.ask("Second question")
     assert "dropped the last exchange ('Second question')" in session.send("/undo")
-    assert "saved 1 exchanges" in session.send("/save chat.json")
+    assert "saved 1 exchange to" in session.send("/save chat.json")
     assert "(Markdown)" in session.send("/save chat.md")
     assert ".json or .md" in session.send("/save chat.txt")
     transcript = load_transcript(tmp_path / "chat.json")
@@ -233,3 +233,43 @@ def test_missing_models_fail_cleanly(tiny_pair, tmp_path: Path) -> None:
     result = piped_chat(tmp_path, "--base", str(tmp_path / "nope.gguf"), "--aligned", str(aligned), lines="")
     assert result.returncode == 2 and result.stderr.startswith("Error:") and "nope.gguf" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ollama_habits_blocks_load_and_bye(tiny_pair, tmp_path: Path) -> None:
+    base, aligned = tiny_pair
+    saved = tmp_path / "chat.json"
+    lines = "\n".join(['"""Tell me', "/a story", 'about the sea"""', f"/save {saved}", "/reset", f"/load {saved}",
+                       "/stats", "/bye", "Not sent"]) + "\n"
+    result = piped_chat(tmp_path, "--base", str(base), "--aligned", str(aligned), "--max-tokens", "5", lines=lines)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(saved.read_text(encoding="utf-8"))
+    assert [e["user"] for e in document["exchanges"]] == ["Tell me\n/a story\nabout the sea"]
+    assert f"saved 1 exchange to {saved} (JSON)" in result.stderr
+    assert f"loaded 1 exchange from {saved}" in result.stderr
+    assert "1 of 1 exchanges in the prompt" in result.stderr  # /stats after /load
+    assert len(result.stdout.splitlines()) == 1  # one reply: what follows /bye is not sent
+    assert "unknown command" not in result.stderr  # "/a story" inside the block is text
+
+
+def test_slash_command_errors_name_the_command(tiny_pair, tmp_path: Path) -> None:
+    base, aligned = tiny_pair
+    result = piped_chat(tmp_path, "--base", str(base), "--aligned", str(aligned), lines="/gamma 9\n/temp -2\n")
+    assert result.returncode == 0, result.stderr
+    assert "/gamma for router 'p-punc' is a probability in [0, 1], got 9.0" in result.stderr
+    assert "/temp must be >= 0" in result.stderr and "--gamma" not in result.stderr and "--temp" not in result.stderr
+
+
+def test_a_block_on_a_terminal_prompts_for_more_and_ctrl_c_drops_it(chat) -> None:
+    session = chat()
+    session.process.send('"""\r')
+    session.process.expect_exact("... ")
+    session.process.send("first line\r")
+    session.process.expect_exact("... ")
+    output = session.send('second line"""')
+    assert STATUS.search(output), output  # one message, answered once
+    session.process.send('"""dropped\r')
+    session.process.expect_exact("... ")
+    session.process.send("\x03")  # Ctrl-C inside the block: the block is dropped, the chat goes on
+    session.process.expect_exact(PROMPT)
+    assert "session: 1 reply ·" in session.stats()
+    assert session.exit_with("/bye\r") == 0

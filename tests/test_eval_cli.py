@@ -66,6 +66,17 @@ def test_tables_and_json(generations: Path, tmp_path: Path, capsys: pytest.Captu
     assert "vendi" not in by_id["same"]["values"]
 
 
+@pytest.mark.parametrize("json_args", [["--json"], ["--json", "-"], ["--json", "--no-semantic"]])
+def test_json_without_a_file_goes_to_stdout_alone(generations: Path, capsys: pytest.CaptureFixture[str],
+                                                  json_args: list[str]) -> None:
+    code, out, _ = run([str(generations), "--no-semantic", *json_args], capsys)
+    assert code == 0
+    document = json.loads(out)  # nothing but the JSON: no tables
+    assert document["source"] == str(generations) and {o["model"] for o in document["overall"]} == \
+        {"aligned", "baco:p-punc@0.3"}
+    assert not (Path.cwd() / "-").exists()
+
+
 def test_semantic_auto_skips_with_a_note_when_the_extra_is_missing(
     generations: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,7 @@ The commands are mounted on a fresh typer app here; a BacoError they raise reach
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from baco_local import memory
+import baco_local
+from baco_local import memory, registry
 from baco_local.cli import models_cmd
 from baco_local.errors import DownloadError, MemoryBudgetError, ModelFileError, RegistryError
 from fake_hub import FakeHub
@@ -52,6 +54,14 @@ path = "{pair_files[0]}"
 [pairs.local.aligned]
 path = "{pair_files[1]}"
 
+[pairs.half]
+[pairs.half.base]
+path = "{pair_files[0]}"
+[pairs.half.aligned]
+repo = "test-org/aligned-GGUF"
+file = "aligned.gguf"
+size_mb = 2
+
 [pairs.remote]
 [pairs.remote.base]
 repo = "test-org/base-GGUF"
@@ -80,6 +90,61 @@ def test_list_shows_every_pair_and_what_is_here(user_registry: Path) -> None:
         assert name in result.stdout
     assert "tiny-base.gguf" in result.stdout and "path, " in result.stdout
     assert "missing" in result.stdout
+
+
+def download_column(listing: str, pair: str) -> str:
+    return next(line for line in listing.splitlines() if line.strip().startswith(pair + " ")).split()[1:3]
+
+
+def test_list_shows_what_is_left_to_download(user_registry: Path) -> None:
+    listing = run("list").stdout
+    assert download_column(listing, "local") == ["none", "tiny-base.gguf"]
+    assert download_column(listing, "half") == ["~2", "MB"]  # only the aligned file is missing
+    assert download_column(listing, "remote") == ["~2", "MB"]
+
+
+def test_list_names_the_installed_registry_not_a_link_target(user_registry: Path) -> None:
+    installed = Path(baco_local.__file__).parent / "models.toml"
+    assert registry.builtin_path() == installed  # a source checkout makes it a symbolic link
+    assert f"registries:{installed},{user_registry};" in "".join(run("list").output.split())  # rich wraps it
+
+
+def test_list_json(user_registry: Path, pair_files: tuple[Path, Path]) -> None:
+    result = run("list", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["registries"][-1] == str(user_registry) and document["cache"]
+    pairs = {pair["name"]: pair for pair in document["pairs"]}
+    assert {"gemma-3-270m", "local", "half", "remote"} <= set(pairs)
+    half = pairs["half"]
+    assert half["download_bytes"] == 2_000_000
+    assert half["base"] == {"source": str(pair_files[0]), "file": pair_files[0].name, "where": "path",
+                            "path": str(pair_files[0]), "size_bytes": pair_files[0].stat().st_size,
+                            "to_download": False}
+    assert half["aligned"]["where"] == "missing" and half["aligned"]["to_download"] is True
+    assert half["aligned"]["path"] is None and pairs["local"]["download_bytes"] == 0
+
+
+def test_info_json(user_registry: Path, pair_files: tuple[Path, Path]) -> None:
+    result = run("info", "local", "--json", "-c", "100000", "-n", "2", "--max-tokens", "10")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    base = document["models"][0]
+    assert base["path"] == str(pair_files[0]) and base["architecture"] == "llama"
+    assert base["context_length"] == 2048 and isinstance(base["parameters"], int)
+    assert document["memory"]["kv_cells"] == memory.kv_cells(2048, 2, 10)  # the capped context
+    assert len(document["memory"]["models"]) == 2 and document["memory"]["total_bytes"] > 0
+    assert {"available_bytes", "fits", "samples"} <= set(document["memory"])
+
+
+def test_check_json(pair_files: tuple[Path, Path], tmp_path: Path) -> None:
+    ok = run("check", str(pair_files[0]), str(pair_files[1]), "--json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["compatible"] is True
+    other = write_model(tmp_path / "other.gguf", extra_tokens=200)
+    bad = run("check", str(pair_files[0]), str(other), "--json")
+    document = json.loads(bad.stdout)
+    assert bad.exit_code == 2 and document["compatible"] is False and document["extra_ids"] == 200
+    assert any("200 extra tokens" in problem for problem in document["problems"])
 
 
 def test_pull_downloads_both_files_and_checks_them(user_registry: Path, remote: FakeHub, hf_env: Path) -> None:

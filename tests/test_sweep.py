@@ -212,6 +212,23 @@ def test_an_interrupted_sweep_continues_where_it_stopped(finished, tiny_pair, pr
     assert generations.read_bytes() == after and len(lines(scores)) == 18
 
 
+def test_a_rerun_with_a_random_seed_continues_with_the_recorded_one(finished, tiny_pair, prompts: Path,
+                                                                     tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished[0], run_dir)
+    before = (run_dir / "generations.jsonl").read_bytes()
+    result = baco(*sweep_args(tiny_pair, prompts, run_dir), "--seed", "-1")
+    assert result.returncode == 0, result.stderr
+    assert "--seed -1: continuing with the seed 0 recorded in" in result.stderr
+    assert (run_dir / "generations.jsonl").read_bytes() == before  # nothing to redo: the same grid
+    fresh = tmp_path / "fresh"
+    started = baco(*sweep_args(tiny_pair, prompts, fresh), "--seed", "-1", "--routers", "p", "--gammas", "0.3",
+                   "--baselines", "none", "--no-semantic")
+    assert started.returncode == 0, started.stderr
+    seed = json.loads((fresh / "sweep.json").read_text(encoding="utf-8"))["points"]["p@gamma=0.3"]["seed"]
+    assert f"random seed {seed}" in started.stderr
+
+
 def test_a_folder_with_another_grid_is_refused(finished, tiny_pair, prompts: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run"

@@ -8,7 +8,7 @@
     run_command(session, "/gamma 0.5")
 """
 
-from .commands import COMMANDS, CommandResult, as_message, is_command, run_command
+from .commands import COMMANDS, CommandResult, as_message, is_command, read_block, run_command, starts_block
 from .session import ChatSession, Exchange, PendingReply, Reply
 from .stats import DecodeWork, ReplyStats, SessionStats
 from .transcript import Transcript, load_transcript, save_transcript
@@ -17,5 +17,5 @@ from .window import ContextBudget
 __all__ = [
     "COMMANDS", "ChatSession", "CommandResult", "ContextBudget", "DecodeWork", "Exchange", "PendingReply",
     "Reply", "ReplyStats", "SessionStats", "Transcript", "as_message", "is_command", "load_transcript",
-    "run_command", "save_transcript",
+    "read_block", "run_command", "save_transcript", "starts_block",
 ]

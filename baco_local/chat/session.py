@@ -13,6 +13,7 @@ import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..loop import Engine, Generation, GenerationSettings, Sample, TokenEvent
@@ -20,6 +21,9 @@ from ..prompts import Message
 from ..routers import ALIGNED, BASE, Side, get_router
 from .stats import DecodeSnapshot, ReplyStats, SessionStats
 from .window import ContextBudget, window_start
+
+if TYPE_CHECKING:  # transcript.py imports this module
+    from .transcript import Transcript
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,14 @@ class ChatSession:
         self.dropped = next((start for start in range(self.dropped + 1)
                              if budget.fits(self.prompt_length(self.messages(start=start)))), self.dropped)
         return exchange
+
+    def load(self, transcript: Transcript) -> None:
+        """Go on with a saved conversation: its exchanges and system prompt replace this one's
+        (the settings and statistics stay)."""
+        self.exchanges = list(transcript.exchanges)
+        self.system = transcript.system or None
+        self.dropped = 0  # this context may hold more (or fewer) of them: the next turn decides
+        self._overflow_told = False
 
     def reset(self) -> None:
         """Forget every exchange (the system prompt, settings and statistics stay); the next

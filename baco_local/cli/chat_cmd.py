@@ -20,32 +20,46 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from ..chat import ChatSession, as_message, is_command, run_command
+from ..chat import ChatSession, as_message, is_command, read_block, run_command, starts_block
 from ..errors import BacoError
 from ..loop import TokenEvent
 from ..routers import ALIGNED, BASE
 from . import options as opt
-from .console import use_plain
-from .setup import open_engine, prepare_run
+from .console import show_progress, use_plain
+from .setup import open_engine, option_text, prepare_run, resolve_run, settle_seed
 
 STYLES = {ALIGNED: "cyan", BASE: "yellow"}
 PROMPT = ">>> "
+CONTINUATION_PROMPT = "... "  # inside a triple-quote block
 HISTORY_LENGTH = 1000
 
 
-@opt.with_run_options(max_tokens=512)
+CHAT_HELPS = {
+    "draft": "Fixed draft length K for draft-and-verify (default: adaptive 1..16).",
+    "seed": "Random seed (-1 = random, shown at the start); reply k of the chat uses seed + k.",
+    "ctx_size": "Context window (system prompt + conversation + reply); older exchanges are left out beyond it.",
+    "max_tokens": "Most tokens per reply.",
+}
+
+
+ChatSystemOpt = opt.with_help(opt.SystemOpt, "System prompt (change it with /system).")
+
+
+@opt.with_run_options(max_tokens=512, helps=CHAT_HELPS)
 def chat_command(
-    system: Annotated[str | None, typer.Option("--system", help="System prompt (change it with /system).",
-                                               rich_help_panel=opt.MODEL)] = None,
-    plain: Annotated[bool, typer.Option("--plain", help="No colours (the default when stdout is not a terminal).",
-                                        rich_help_panel=opt.RUNTIME)] = False,
+    system: ChatSystemOpt = None,
+    plain: Annotated[bool, typer.Option("--plain", help="No colours (the default when stdout is not a "
+                                        "terminal).")] = False,
     *,
     run: opt.RunOptions,
 ) -> None:
     """Chat with a base/aligned pair, watching which model writes each token."""
     if plain:
         use_plain()  # also the memory estimate, notes and error lines
-    resolved, settings = prepare_run(run)
+    plan, settings = prepare_run(run)
+    system = option_text(run, system, "--system")
+    resolved = resolve_run(plan, run)
+    settings = settle_seed(settings, run)
     out, info = _console(plain, stderr=False), _console(plain, stderr=True)
     with _loading(info):
         engine = open_engine(resolved, run, n_seq=1)
@@ -62,8 +76,8 @@ def _console(plain: bool, *, stderr: bool) -> Console:
 
 
 def _loading(info: Console) -> AbstractContextManager[object]:
-    """A spinner while the models load (on a terminal, unless --plain)."""
-    return info.status("loading the models…") if info.is_terminal and info.color_system else nullcontext()
+    """A spinner while the models load (on a terminal, unless --plain or -q)."""
+    return info.status("loading the models…") if show_progress() and info.color_system else nullcontext()
 
 
 class Interrupts:
@@ -107,8 +121,10 @@ class ChatTerminal:
         history = History(self.readline)
         previous = signal.signal(signal.SIGINT, self.interrupts)
         try:
-            while (line := self._read()) is not None:
-                if not self._handle(line):
+            while (line := self._read(PROMPT)) is not None:
+                if starts_block(line):
+                    self._send_block(line)
+                elif not self._handle(line):
                     break
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -121,29 +137,36 @@ class ChatTerminal:
         legend = Text()
         if self.out.color_system is not None:
             legend.append("aligned model", STYLES[ALIGNED]).append("  ").append("base model", STYLES[BASE]).append("  ")
-        legend.append("/help for commands, Ctrl-D to quit", "dim")
+        legend.append('/help for commands, """ for several lines, Ctrl-D to quit', "dim")
         self.info.print(legend)
 
-    def _read(self) -> str | None:
-        """One input line; None to quit (Ctrl-D, or Ctrl-C at an empty prompt)."""
+    def _read(self, prompt: str, *, in_block: bool = False) -> str | None:
+        """One input line; None to quit (Ctrl-D, or Ctrl-C at an empty prompt), or in a triple-quote block
+        to abandon it (Ctrl-C, Ctrl-D)."""
         try:
-            return input(PROMPT if self.interactive else "")
+            return input(prompt if self.interactive else "")
         except (EOFError, KeyboardInterrupt) as exc:
             if self.interactive:
                 self.out.print()  # end the prompt's line
             dropped_a_line = isinstance(exc, KeyboardInterrupt) and bool(self.interrupts.typed.strip())
-            return "" if dropped_a_line else None
+            return "" if dropped_a_line and not in_block else None
 
-    def _handle(self, line: str) -> bool:
-        """Run a command or send a message; False ends the chat."""
+    def _send_block(self, first: str) -> None:
+        """Read the rest of a triple-quote block and send it as one message (a dropped block sends nothing)."""
+        message = read_block(first, lambda: self._read(CONTINUATION_PROMPT, in_block=True))
+        if message is not None:
+            self._handle(message, literal=True)
+
+    def _handle(self, line: str, *, literal: bool = False) -> bool:
+        """Run a command or send a message (``literal``: a message even if it starts with /); False ends the chat."""
         try:
-            if is_command(line):
+            if is_command(line) and not literal:
                 result = run_command(self.session, line)
                 for text in result.lines:
                     self._say(text)
                 return not result.quit
             if line.strip():
-                self._reply(as_message(line))
+                self._reply(line if literal else as_message(line))
         except BacoError as exc:
             self._say(str(exc), "red")
         except KeyboardInterrupt:

@@ -17,12 +17,13 @@ from ..metrics.likelihood import LikelihoodScorer
 from ..metrics.report import overall_table, prompt_table, report_document, write_json
 from ..prompts import Message
 from . import options as opt
-from .console import stderr, stdout
+from .console import print_json, set_verbosity, show_progress, stderr, stdout
 from .scoring import (EVALUATION, LIKELIHOOD_HELP, EmbedderOpt, JudgeOpt, SemanticOpt, choose_embedder,
                       lists_metrics, open_judge)
 from .setup import ModelChoice, _read_chat_template, resolve_models
 
 QualityFactory = Callable[[], Sequence[QualityScorer]]
+STDOUT = "-"  # --json's value for standard output (what a bare --json means: see app.py)
 
 
 def run_eval(
@@ -40,15 +41,19 @@ def run_eval(
     records = read_generations(path)
     chosen = choose_embedder(semantic, embedder)
     evaluator = Evaluator(chosen, quality_scorers())
-    scoring = track(records, description="Scoring", console=stderr, transient=True,
-                    disable=not stderr.is_terminal)
+    scoring = track(records, description="Scoring", console=stderr, transient=True, disable=not show_progress())
     scores = [evaluator.score(r) for r in scoring]
     summaries = summarise(scores, evaluator.metrics)
-    stdout.print(prompt_table(scores, evaluator.metrics))
-    stdout.print(overall_table(summaries, evaluator.metrics))
+    to_stdout = json_path is not None and str(json_path) == STDOUT
+    if not to_stdout:  # JSON on stdout comes alone, for a pipe
+        stdout.print(prompt_table(scores, evaluator.metrics))
+        stdout.print(overall_table(summaries, evaluator.metrics))
     if json_path is not None:
-        write_json(json_path, report_document(path, scores, summaries, evaluator.metrics,
-                                              chosen.name if chosen else None))
+        document = report_document(path, scores, summaries, evaluator.metrics, chosen.name if chosen else None)
+        if to_stdout:
+            print_json(document)
+        else:
+            write_json(json_path, document)
     return summaries
 
 
@@ -72,8 +77,8 @@ def eval_command(
         help="JSONL written by 'baco gen' or 'baco sweep' (NoveltyBench format: id, prompt, model, generations).",
         metavar="OUTPUT.jsonl", show_default=False)],
     json_path: Annotated[Optional[Path], typer.Option(
-        "--json", help="Also write every value (per prompt and overall) to this JSON file.",
-        show_default=False)] = None,
+        "--json", help="Also write every value (per prompt and overall) to this JSON file; with no file (or '-'), "
+        "print only the JSON, on stdout.", metavar="[FILE]", show_default=False)] = None,
     semantic: SemanticOpt = None,
     embedder: EmbedderOpt = DEFAULT_EMBEDDER,
     aligned: Annotated[Optional[Path], typer.Option(
@@ -87,8 +92,11 @@ def eval_command(
     yes: opt.YesOpt = False,
     gpu_layers: opt.GpuLayersOpt = 0,
     threads: opt.ThreadsOpt = None,
+    verbose: opt.VerboseOpt = False,
+    quiet: opt.QuietOpt = False,
 ) -> None:
     """Diversity (and with --aligned, --pair or --judge, quality) of each prompt's samples, per prompt and per model."""
+    set_verbosity(verbose=verbose, quiet=quiet)
     choice = ModelChoice(None, aligned, pair, chat_template_file, None, gpu_layers, yes)
 
     def quality() -> list[QualityScorer]:

@@ -11,35 +11,44 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..errors import UsageError
 from ..jsonl_file import JsonlWriter, is_regular_output
-from ..prompt_file import PromptItem, id_key, read_prompt_file
+from ..prompt_file import PromptItem, id_key, read_prompts, single_prompt
 from ..prompts import Message
-from ..records import GEN_HINT, check_resumable, prompt_record, read_existing
+from ..records import GEN_HINT, ExistingOutput, check_resumable, prompt_record, read_existing
 from ..run_lock import RunLock
 from . import options as opt
-from .console import note, stderr
-from .setup import open_engine, prepare_run, settings_record
+from .console import note, show_progress, stderr
+from .setup import open_engine, option_text, prepare_run, resolve_run, settings_record, settle_seed
 
 
 @opt.with_run_options()
 def gen_command(
-    prompt_file: opt.PromptFileOpt,
+    prompt_file: opt.PromptFileOpt = None,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", "-p", help="A single prompt, instead of -f (its id "
+                                                  "is 1).", rich_help_panel=opt.PROMPTS)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="JSONL output, appended per prompt; "
                                                    "a rerun resumes (default: stdout).")] = None,
-    n: Annotated[int, typer.Option("-n", "--samples", help="Samples per prompt, decoded in parallel.")] = 1,
-    system: Annotated[Optional[str], typer.Option("--system", help="System prompt for every prompt.",
-                                                  rich_help_panel=opt.MODEL)] = None,
+    n: Annotated[int, typer.Option("-n", "--samples", help="Samples per prompt, decoded in parallel (the number "
+                                   "of samples, as in the OpenAI API and NoveltyBench; llama.cpp's -n is "
+                                   "--max-tokens here).")] = 1,
+    system: opt.SystemOpt = None,
     *,
     run: opt.RunOptions,
 ) -> None:
     """Generate N samples per prompt with a router, writing NoveltyBench-style JSONL."""
     if n < 1:
         raise typer.BadParameter("must be at least 1", param_hint="-n")
-    resolved, settings = prepare_run(run)
-    items = read_prompt_file(prompt_file)
-    record_settings = settings_record(settings, resolved, n, run.ctx_size, system)
+    plan, settings = prepare_run(run)
+    system = option_text(run, system, "--system")
+    items = _prompts(prompt_file, prompt)
     with ExitStack() as stack:
-        writer, done = _open_output(output, items, record_settings, stack)
+        existing = _lock_and_read(output, stack)
+        resolved = resolve_run(plan, run)
+        recorded = existing.settings[0] if existing and existing.settings else None
+        settings = settle_seed(settings, run, recorded, output)
+        record_settings = settings_record(settings, resolved, n, system)
+        writer, done = _writer(output, existing, items, record_settings, stack)
         todo = [item for item in items if id_key(item.id) not in done]
         if done:
             note(f"resuming: {len(items) - len(todo)} of {len(items)} prompts already in {output}")
@@ -64,22 +73,38 @@ def gen_command(
                 progress.advance(task, n)
 
 
-def _open_output(output: Path | None, items: list[PromptItem], record_settings: dict,
-                 stack: ExitStack) -> tuple[JsonlWriter, set[str]]:
-    """The writer for the run and the ids already done. A file output is locked for the whole run
-    (``OUTPUT.lock``), checked to hold the same run, and created only at its first record."""
+def _lock_and_read(output: Path | None, stack: ExitStack) -> ExistingOutput | None:
+    """What a file output already holds; the file is locked for the whole run (``OUTPUT.lock``)."""
     if output is None:
-        return JsonlWriter(None, stream=sys.stdout), set()
+        return None
     if is_regular_output(output):
         stack.enter_context(RunLock(output.with_name(output.name + ".lock"), output, GEN_HINT))
-    existing = read_existing(output)
+    return read_existing(output)
+
+
+def _writer(output: Path | None, existing: ExistingOutput | None, items: list[PromptItem], record_settings: dict,
+            stack: ExitStack) -> tuple[JsonlWriter, set[str]]:
+    """The writer for the run and the ids already done. A file output is checked to hold the same
+    run, and created only at its first record."""
+    if output is None or existing is None:
+        return JsonlWriter(None, stream=sys.stdout), set()
     check_resumable(output, existing, record_settings, items)
     writer = stack.enter_context(closing(JsonlWriter(output, valid_bytes=existing.valid_bytes)))
     return writer, existing.done
 
+
+def _prompts(prompt_file: Path | None, prompt: str | None) -> list[PromptItem]:
+    """The prompts of ``-f FILE`` (``-f -``: standard input) or ``-p TEXT``: exactly one of them."""
+    if (prompt_file is None) == (prompt is None):
+        raise UsageError("give the prompts with -f FILE (-f - reads standard input) or one prompt with -p TEXT")
+    if prompt is not None:
+        return single_prompt(prompt)
+    return read_prompts(prompt_file, sys.stdin.buffer)
+
+
 def _progress() -> Progress:
-    """A progress bar on stderr (prompts x samples, tokens/s); silent when stderr is not a terminal."""
+    """A progress bar on stderr (prompts x samples, tokens/s); silent when stderr is not a terminal or with -q."""
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(), console=stderr, transient=False, disable=not stderr.is_terminal,
+        TimeElapsedColumn(), console=stderr, transient=False, disable=not show_progress(),
     )

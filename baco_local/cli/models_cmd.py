@@ -1,55 +1,65 @@
 """``baco models``: list the known pairs, pull their files, inspect a model, check a pair.
 
-Also the two helpers ``gen``/``chat`` call before loading anything: :func:`resolve_pair_for_cli`
-(``--pair NAME``: find the files, asking before a download on a terminal) and
-:func:`check_memory_for_run` (print the memory estimate, refuse when it does not fit).
+Also the helpers ``gen``/``chat``/``sweep`` call before loading anything: :func:`resolve_pair_for_cli`
+(``--pair NAME``: find the files, asking before a download on a terminal), :func:`context_for`
+(the context the models allow) and :func:`check_memory_for_run` (print the memory estimate,
+refuse when it does not fit). ``--json`` on list, info and check prints stable keys instead.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Sequence
 
 import typer
 from rich.prompt import Confirm
 from rich.table import Table
 
-from ..compat import check_pair
+from ..compat import CompatReport, Vocabulary, check_pair
 from ..errors import RegistryError
 from ..gguf_file import GGUFSummary, read_gguf, read_token_texts
 from ..hub import (Located, ResolvedPair, cache_dir, check_local_paths, download, locate_pair, package_installed,
                    resolve_pair)
-from ..memory import MemoryEstimate, available_memory, check_memory_fits, estimate_memory, estimate_model, kv_cells
+from ..memory import (MemoryEstimate, available_memory, check_ctx_size, check_memory_fits, effective_context,
+                      estimate_memory, estimate_model, kv_cells)
 from ..registry import PairEntry, load_registry
 from . import options as opt
-from .console import note, stderr, stdout
+from .console import note, print_json, stderr, stdout
+from .help import BacoCommand, BacoGroup
 
 models_app = typer.Typer(
     name="models",
+    cls=BacoGroup,
     help="Model pairs: list them, download them, inspect a model, check that two models fit together.",
     no_args_is_help=True,
 )
 
 SamplesOpt = Annotated[int, typer.Option("-n", "--samples", help="Samples decoded in parallel (for the estimate).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys) instead of tables.")]
 
 
-@models_app.command("list")
-def list_command() -> None:
-    """The known pairs, and which of their files are already on this machine."""
+@models_app.command("list", cls=BacoCommand)
+def list_command(as_json: JsonOpt = False) -> None:
+    """The known pairs, which of their files are already on this machine, and what is left to download."""
     registry = load_registry()
+    located = {name: locate_pair(entry) for name, entry in registry.pairs.items()}
+    if as_json:
+        print_json({"registries": [str(p) for p in registry.files], "cache": str(cache_dir()),
+                    "pairs": [_pair_document(entry, located[entry.name]) for entry in registry.pairs.values()]})
+        return
     table = Table(box=None, header_style="bold")
     for column in ("pair", "download", "base", "aligned"):
         table.add_column(column, overflow="fold")
     for entry in registry.pairs.values():
-        base, aligned = locate_pair(entry)
-        table.add_row(entry.name, _download_size(entry), _cell(base), _cell(aligned))
+        base, aligned = located[entry.name]
+        table.add_row(entry.name, _download_size((base, aligned)), _cell(base), _cell(aligned))
     stdout.print(table)
     note(f"registries: {', '.join(str(p) for p in registry.files)}; Hugging Face cache: {cache_dir()}")
 
 
-@models_app.command("pull")
-def pull_command(name: Annotated[str, typer.Argument(help="A pair from `baco models list`.")]) -> None:
+@models_app.command("pull", cls=BacoCommand)
+def pull_command(name: Annotated[str, typer.Argument(help="A pair from `baco models list`.", metavar="NAME")]) -> None:
     """Download a pair's files into the Hugging Face cache, then check they share a tokenizer."""
     entry = load_registry().get(name)
     check_local_paths(entry)
@@ -68,39 +78,51 @@ def pull_command(name: Annotated[str, typer.Argument(help="A pair from `baco mod
         raise typer.Exit(2)
 
 
-@models_app.command("info")
+@models_app.command("info", cls=BacoCommand)
 def info_command(
-    target: Annotated[str, typer.Argument(help="A GGUF file, or a pair from `baco models list`.")],
-    ctx_size: opt.CtxSizeOpt = opt.DEFAULT_CTX,
+    target: Annotated[str, typer.Argument(help="A GGUF file, or a pair from `baco models list`.",
+                                          metavar="FILE|PAIR", show_default=False)],
     samples: SamplesOpt = 1,
     max_tokens: opt.MaxTokensOpt = 256,
+    ctx_size: opt.CtxSizeOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Architecture, size, tokenizer and chat template of a model (or a pair), and a memory estimate."""
+    if ctx_size is not None:
+        check_ctx_size(ctx_size)
     paths = _info_paths(target)
-    for path in paths:
-        _print_model(path)
-    cells = kv_cells(ctx_size, samples, max_tokens)
+    cells = kv_cells(context_for(ctx_size, paths), samples, max_tokens)
     if len(paths) == 2:
         estimate = estimate_memory(paths[0], paths[1], cells, samples)
     else:
         estimate = MemoryEstimate((estimate_model(paths[0], cells, samples),), cells, samples)
+    free = available_memory()
+    if as_json:
+        print_json({"models": [_model_document(read_gguf(path)) for path in paths],
+                    "memory": _memory_document(estimate, free)})
+        return
+    for path in paths:
+        _print_model(path)
     for line in estimate.lines():
         stdout.print(line)
-    free = available_memory()
     if free is not None:
         verdict = "fits" if estimate.total <= free else "does NOT fit"
         stdout.print(f"available memory: {free / 1024 ** 3:.2f} GiB ({verdict})")
 
 
-@models_app.command("check")
+@models_app.command("check", cls=BacoCommand)
 def check_command(
-    base: Annotated[Path, typer.Argument(help="Base model GGUF.")],
-    aligned: Annotated[Path, typer.Argument(help="Aligned model GGUF.")],
+    base: Annotated[Path, typer.Argument(help="Base model GGUF.", metavar="BASE.gguf", show_default=False)],
+    aligned: Annotated[Path, typer.Argument(help="Aligned model GGUF.", metavar="ALIGNED.gguf", show_default=False)],
+    as_json: JsonOpt = False,
 ) -> None:
     """Can these two models share tokens? Exit 0 if yes, 2 if not."""
     report = check_pair(base, aligned)
-    for line in report.lines():
-        stdout.print(line)
+    if as_json:
+        print_json(_report_document(report))
+    else:
+        for line in report.lines():
+            stdout.print(line)
     if not report.ok:
         raise typer.Exit(2)
 
@@ -114,6 +136,16 @@ def resolve_pair_for_cli(name: str, *, assume_yes: bool) -> ResolvedPair:
                         progress=stderr.is_terminal)
 
 
+def context_for(requested: int | None, paths: Sequence[Path]) -> int:
+    """The context a run of these models gets: ``requested`` (default 4096), capped by their training
+    lengths; a ``requested`` value that was capped is said once on stderr."""
+    effective = effective_context(requested or opt.DEFAULT_CTX, *(read_gguf(path) for path in paths))
+    if requested is not None and effective < requested:
+        note(f"--ctx-size {requested} is more than the model{'s were' if len(paths) > 1 else ' was'} "
+             f"trained for: using {effective}")
+    return effective
+
+
 def check_memory_for_run(base: Path, aligned: Path, *, n_cells: int, n_seq: int,
                          ignore_limit: bool = False) -> MemoryEstimate:
     """Print the memory estimate for a run, then refuse (MemoryBudgetError) if it does not fit."""
@@ -124,6 +156,7 @@ def check_memory_for_run(base: Path, aligned: Path, *, n_cells: int, n_seq: int,
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
 
 def _ask(question: str) -> bool:
     return Confirm.ask(question, console=stderr, default=True)
@@ -139,9 +172,61 @@ def _cell(found: Located) -> str:
     return f"{name}\n[dim]{status}[/dim]"
 
 
-def _download_size(entry: PairEntry) -> str:
-    sizes = [s for s in (entry.base.size_mb, entry.aligned.size_mb) if s is not None]
-    return f"~{sum(sizes) / 1000:.1f} GB" if len(sizes) == 2 else "?"
+def _to_download(found: Located) -> bool:
+    """Whether a file still has to come from the hub (not here, not in an installed package)."""
+    return not found.present and found.source.repo is not None and not package_installed(found.source)
+
+
+def _download_bytes(located: Sequence[Located]) -> int | None:
+    """Bytes left to download for these files (0 when none), None when a size is unknown."""
+    sizes = [found.source.size_mb for found in located if _to_download(found)]
+    return None if None in sizes else round(sum(size or 0 for size in sizes) * 1e6)
+
+
+def _download_size(located: Sequence[Located]) -> str:
+    left = _download_bytes(located)
+    if left is None:
+        return "?"
+    if left == 0:
+        return "none"
+    return f"~{left / 1e9:.1f} GB" if left >= 1e9 else f"~{left / 1e6:.0f} MB"
+
+
+def _file_document(found: Located) -> dict[str, Any]:
+    return {"source": found.source.describe(), "file": found.path.name if found.path else found.source.file,
+            "where": found.how if found.present else ("package" if package_installed(found.source) else "missing"),
+            "path": str(found.path) if found.path else None, "size_bytes": found.size,
+            "to_download": _to_download(found)}
+
+
+def _pair_document(entry: PairEntry, located: Sequence[Located]) -> dict[str, Any]:
+    return {"name": entry.name, "description": entry.description, "router": entry.router, "gamma": entry.gamma,
+            "download_bytes": _download_bytes(located), "base": _file_document(located[0]),
+            "aligned": _file_document(located[1])}
+
+
+def _model_document(summary: GGUFSummary) -> dict[str, Any]:
+    return {"path": str(summary.path), "architecture": summary.architecture, "parameters": summary.n_params,
+            "quantization": summary.quantization, "file_size": summary.file_size, "n_vocab": summary.n_vocab,
+            "tokenizer": summary.tokenizer_model, "context_length": summary.context_length,
+            "chat_template": summary.chat_template is not None,
+            "end_of_generation": [{"id": token, "text": text} for token, text in _eog_list(summary)]}
+
+
+def _memory_document(estimate: MemoryEstimate, free: int | None) -> dict[str, Any]:
+    return {"kv_cells": estimate.n_ctx, "samples": estimate.n_seq, "total_bytes": estimate.total,
+            "models": [{"path": str(m.path), "weights_bytes": m.weights, "kv_cache_bytes": m.kv_cache,
+                        "compute_bytes": m.compute, "total_bytes": m.total} for m in estimate.models],
+            "available_bytes": free, "fits": None if free is None else estimate.total <= free}
+
+
+def _report_document(report: CompatReport) -> dict[str, Any]:
+    def side(vocabulary: Vocabulary) -> dict[str, Any]:
+        return {"path": str(vocabulary.path), "tokenizer": vocabulary.tokenizer_model, "n_vocab": len(vocabulary.texts)}
+
+    b, a = report.base, report.aligned
+    return {"base": side(b), "aligned": side(a), "shared_ids": min(len(b.texts), len(a.texts)),
+            "extra_ids": abs(len(b.texts) - len(a.texts)), "compatible": report.ok, "problems": list(report.problems)}
 
 
 def _info_paths(target: str) -> list[Path]:
@@ -177,11 +262,15 @@ def _print_model(path: Path) -> None:
     stdout.print(table)
 
 
-def _eog_tokens(summary: GGUFSummary) -> str:
+def _eog_list(summary: GGUFSummary) -> list[tuple[int, str]]:
     """The end-of-generation tokens the file names (llama.cpp may add a few by their text)."""
     ids = dict.fromkeys(t for t in (summary.eos_id, summary.eot_id) if t is not None)
     texts = read_token_texts(summary.path) if ids else []
-    return ", ".join(f"{texts[t]} ({t})" for t in ids)
+    return [(t, texts[t]) for t in ids]
+
+
+def _eog_tokens(summary: GGUFSummary) -> str:
+    return ", ".join(f"{text} ({token})" for token, text in _eog_list(summary))
 
 
 def _count(n: int) -> str:

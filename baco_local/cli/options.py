@@ -1,31 +1,44 @@
 """Option definitions shared by the generating commands (gen, chat, sweep).
 
 Each option is declared once here as an ``Annotated`` type; commands use them as parameter
-annotations, so names, help texts and defaults never drift apart. Flag names follow llama.cpp
-(``--temp``, ``--top-k``, ``--top-p``, ``--min-p``, ``-c``, ``-ngl``, ``-t``).
+annotations, so names, help texts and defaults never drift apart (README's tables are tested
+against them). Flag names follow llama.cpp (``--temp``, ``--top-k``, ``--top-p``, ``--min-p``,
+``-c``, ``-ngl``, ``-t``, ``-p``, ``--n-predict``, ``-s -1``, ``--no-escape``, ``-v``), except that
+``-n`` is the number of samples, as in the OpenAI API and NoveltyBench.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Mapping, Optional, get_args
 
 import typer
 
 from ..routers import DEFAULT_GAMMA, DEFAULT_ROUTER, ROUTERS
 from ..sampling import SamplingParams
+from .console import set_verbosity
 
 _DEFAULTS = SamplingParams()
+PROMPTS = "Prompts"
 MODEL = "Models"
 ROUTING = "Routing"
 SAMPLING = "Sampling"
 RUNTIME = "Runtime"
+GRID = "Grid"  # sweep's knob lists, in place of the routing options
+EVALUATION = "Evaluation"
+# The order of the help panels (after typer's own "Options" first).
+PANELS = (PROMPTS, MODEL, ROUTING, GRID, SAMPLING, RUNTIME, EVALUATION)
+RANDOM_SEED = -1  # llama.cpp's "-s -1": a random seed, recorded in the output
 
-PromptFileOpt = Annotated[Path, typer.Option("--prompt-file", "-f", help="Prompts: .txt (one per line) or "
-                                             ".jsonl ({\"id\", \"prompt\"}).")]
+PromptFileOpt = Annotated[Optional[Path], typer.Option(
+    "--prompt-file", "-f", help="Prompts: .txt (one per line) or .jsonl ({\"id\", \"prompt\"}); '-' reads them "
+    "from standard input (JSONL when the lines are JSON objects).", rich_help_panel=PROMPTS)]
+SystemOpt = Annotated[Optional[str], typer.Option("--system", help="System prompt for every prompt.",
+                                                  rich_help_panel=PROMPTS)]
 BaseOpt = Annotated[Optional[Path], typer.Option("--base", help="Base (pretrained) model GGUF.",
                                                  rich_help_panel=MODEL)]
 AlignedOpt = Annotated[Optional[Path], typer.Option("--aligned", help="Aligned (instruct) model GGUF.",
@@ -36,10 +49,13 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Download a pair's mis
                                       rich_help_panel=MODEL)]
 ChatTemplateOpt = Annotated[Optional[Path], typer.Option(
     "--chat-template-file", help="Jinja chat template for the aligned model (default: the one in its GGUF).",
-    rich_help_panel=MODEL)]
+    rich_help_panel=PROMPTS)]
 BaseTemplateOpt = Annotated[Optional[str], typer.Option(
     "--base-template", help="Plain prompt template for the base model, with {prompt} "
-    "(default: the pair's, else 'User: {prompt}\\nAssistant:\\n').", rich_help_panel=MODEL)]
+    "(default: the pair's, else 'User: {prompt}\\nAssistant:\\n').", rich_help_panel=PROMPTS)]
+NoEscapeOpt = Annotated[bool, typer.Option(
+    "--no-escape", help="Take --stop, --system and --base-template literally (by default \\n, \\t, \\\\, \\\", "
+    "\\' and \\xNN are replaced, as in llama.cpp).", rich_help_panel=PROMPTS)]
 
 RouterOpt = Annotated[Optional[str], typer.Option(
     "--router", "-r", help=f"Router: {', '.join(ROUTERS)} (default: the pair's, else {DEFAULT_ROUTER}).",
@@ -52,11 +68,12 @@ TempOpt = Annotated[float, typer.Option("--temp", help="Temperature (0 = greedy)
 TopKOpt = Annotated[int, typer.Option("--top-k", help="Top-k (0 = off).", rich_help_panel=SAMPLING)]
 TopPOpt = Annotated[float, typer.Option("--top-p", help="Top-p (1 = off).", rich_help_panel=SAMPLING)]
 MinPOpt = Annotated[float, typer.Option("--min-p", help="Min-p (0 = off).", rich_help_panel=SAMPLING)]
-SeedOpt = Annotated[int, typer.Option("--seed", "-s", help="Random seed; sample i uses seed + i.",
-                                      rich_help_panel=SAMPLING)]
-MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Most tokens generated per sample.",
+SeedOpt = Annotated[int, typer.Option("--seed", "-s", help="Random seed (-1 = random, recorded in the output); "
+                                      "sample i uses seed + i.", rich_help_panel=SAMPLING)]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", "--n-predict", help="Most tokens generated per sample.",
                                            rich_help_panel=SAMPLING)]
-StopOpt = Annotated[Optional[list[str]], typer.Option("--stop", help="Stop string (repeatable).",
+StopOpt = Annotated[Optional[list[str]], typer.Option("--stop", help="Stop string (repeatable; \\n and other "
+                                                      "escapes as --no-escape says).", metavar="<str>",
                                                       rich_help_panel=SAMPLING)]
 
 DraftOpt = Annotated[Optional[int], typer.Option(
@@ -66,12 +83,15 @@ NoDraftOpt = Annotated[bool, typer.Option(
     "--no-draft", help="Use the plain step-by-step loop (same output, slower).", rich_help_panel=RUNTIME)]
 IgnoreMemoryOpt = Annotated[bool, typer.Option(
     "--ignore-memory", help="Start even if the estimated memory exceeds what is available.", rich_help_panel=RUNTIME)]
-CtxSizeOpt = Annotated[int, typer.Option("--ctx-size", "-c", help="Context window per sample (prompt + output).",
-                                         rich_help_panel=RUNTIME)]
+CtxSizeOpt = Annotated[Optional[int], typer.Option(
+    "--ctx-size", "-c", help="Context window per sample (prompt + output; default: 4096, or what the models were "
+    "trained for if less).", show_default=False, rich_help_panel=RUNTIME)]
 GpuLayersOpt = Annotated[int, typer.Option("--gpu-layers", "-ngl", help="Layers to offload to the GPU "
                                            "per model (-1 = all; needs a Metal/CUDA build).", rich_help_panel=RUNTIME)]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", "-t", help="CPU threads (default: all, at most 8).",
                                                    rich_help_panel=RUNTIME)]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show llama.cpp's own log on stderr.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No memory estimate, notes or progress bars on stderr.")]
 
 DEFAULT_TEMP = _DEFAULTS.temperature
 DEFAULT_TOP_K = _DEFAULTS.top_k
@@ -90,6 +110,7 @@ class RunOptions:
     yes: bool
     chat_template_file: Path | None
     base_template: str | None
+    no_escape: bool
     temp: float
     top_k: int
     top_p: float
@@ -99,48 +120,74 @@ class RunOptions:
     stop: list[str] | None
     draft: int | None
     no_draft: bool
-    ctx_size: int
+    ctx_size: int | None  # None: DEFAULT_CTX, capped by the models without a word
     gpu_layers: int
     threads: int | None
     ignore_memory: bool
+    verbose: bool
+    quiet: bool
     router: str | None = None  # not offered by sweep, which sweeps routers itself
     gamma: float | None = None
 
 
 _MODEL_OPTIONS = [("base", BaseOpt, None), ("aligned", AlignedOpt, None), ("pair", PairOpt, None),
                   ("yes", YesOpt, False), ("chat_template_file", ChatTemplateOpt, None),
-                  ("base_template", BaseTemplateOpt, None)]
+                  ("base_template", BaseTemplateOpt, None), ("no_escape", NoEscapeOpt, False)]
 _ROUTING_OPTIONS = [("router", RouterOpt, None), ("gamma", GammaOpt, None)]
 _SAMPLING_OPTIONS = [("temp", TempOpt, DEFAULT_TEMP), ("top_k", TopKOpt, DEFAULT_TOP_K), ("top_p", TopPOpt, DEFAULT_TOP_P),
                      ("min_p", MinPOpt, DEFAULT_MIN_P), ("seed", SeedOpt, 0), ("max_tokens", MaxTokensOpt, 256),
                      ("stop", StopOpt, None)]
-_RUNTIME_OPTIONS = [("draft", DraftOpt, None), ("no_draft", NoDraftOpt, False), ("ctx_size", CtxSizeOpt, DEFAULT_CTX),
+_RUNTIME_OPTIONS = [("draft", DraftOpt, None), ("no_draft", NoDraftOpt, False), ("ctx_size", CtxSizeOpt, None),
                     ("gpu_layers", GpuLayersOpt, 0), ("threads", ThreadsOpt, None),
                     ("ignore_memory", IgnoreMemoryOpt, False)]
+_OUTPUT_OPTIONS = [("verbose", VerboseOpt, False), ("quiet", QuietOpt, False)]
 
 
-def with_run_options(*, routing: bool = True, max_tokens: int = 256) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a typer command the shared model, routing, sampling and runtime options.
+def _panel_rank(parameter: inspect.Parameter) -> int:
+    """Where a parameter's help panel comes in :data:`PANELS` (-1: typer's default panel)."""
+    extras = get_args(parameter.annotation)[1:]
+    panel = next((getattr(e, "rich_help_panel", None) for e in extras if hasattr(e, "rich_help_panel")), None)
+    return PANELS.index(panel) if panel in PANELS else -1
+
+
+def with_help(annotation: Any, help_text: str) -> Any:
+    """The same option with another help text (for a command where the shared one does not apply)."""
+    value_type, info = get_args(annotation)
+    info = copy.copy(info)
+    info.help = help_text
+    return Annotated[value_type, info]
+
+
+def with_run_options(*, routing: bool = True, max_tokens: int = 256,
+                     helps: Mapping[str, str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a typer command the shared model, routing, sampling, runtime and output options.
 
     The command declares its own options plus a ``run: RunOptions`` parameter; the decorated
-    command's signature (what typer reads) has the command's own options followed by the shared
-    ones, and calls the command with those bundled into ``run``.
+    command's signature (what typer reads) has the command's own options and the shared ones,
+    grouped by help panel in the order of :data:`PANELS`, and calls the command with the shared
+    ones bundled into ``run`` (after applying -v/-q). ``helps`` replaces the help text of shared
+    options by name, where the shared one does not apply.
     """
-    shared = [*_MODEL_OPTIONS, *(_ROUTING_OPTIONS if routing else []), *_SAMPLING_OPTIONS, *_RUNTIME_OPTIONS]
+    shared = [(name, with_help(annotation, helps[name]) if helps and name in helps else annotation, default)
+              for name, annotation, default in [*_MODEL_OPTIONS, *(_ROUTING_OPTIONS if routing else []),
+                                                *_SAMPLING_OPTIONS, *_RUNTIME_OPTIONS, *_OUTPUT_OPTIONS]]
     defaults = {"max_tokens": max_tokens}
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command, eval_str=True)
-        own = [p for name, p in signature.parameters.items() if name != "run"]
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for name, p in signature.parameters.items()
+               if name != "run"]
         added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
                                    default=defaults.get(name, default)) for name, annotation, default in shared]
+        ordered = sorted([*own, *added], key=_panel_rank)  # typer shows panels in order of first use
 
         @functools.wraps(command)
         def wrapper(**values: Any) -> Any:
             run = RunOptions(**{name: values.pop(name) for name, _, _ in shared})
+            set_verbosity(verbose=run.verbose, quiet=run.quiet)
             return command(run=run, **values)
 
-        wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        wrapper.__signature__ = signature.replace(parameters=ordered)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{n: a for n, a, _ in shared}}
         return wrapper
 

@@ -3,6 +3,7 @@ the semantic metrics' embedder and the quality scorers (aligned likelihood, loca
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Callable, Optional, TypeVar
 
@@ -17,7 +18,7 @@ from ..metrics.registry import METRICS, Metric
 from . import options as opt
 from .console import note
 
-EVALUATION = "Evaluation"
+EVALUATION = opt.EVALUATION
 Command = TypeVar("Command", bound=Callable[..., None])
 
 
@@ -41,7 +42,7 @@ LIKELIHOOD_HELP = f"adds the quality metric {metric_help(LIKELIHOOD)}"
 def lists_metrics(command: Command) -> Command:
     """Append every registered metric (what it measures, its direction) to a command's help text."""
     listed = "\n\n".join(f"{m.arrow} {metric_help(m)}" for m in METRICS.values())
-    command.__doc__ = f"{command.__doc__}\n\nMetrics:\n\n{listed}"
+    command.__doc__ = f"{inspect.cleandoc(command.__doc__ or '')}\n\nMetrics:\n\n{listed}"
     return command
 
 

@@ -1,21 +1,31 @@
-"""From command-line values to a loaded engine: shared by gen, chat and sweep."""
+"""From command-line values to a loaded engine: shared by gen, chat and sweep, in three steps,
+cheapest first so that a bad value never waits for a model (or a download):
+
+1. :func:`prepare_run` checks every value that needs no model file and builds the settings;
+2. :func:`resolve_run` finds (or, with consent, downloads) the files and caps the context;
+3. :func:`open_engine` prints the memory estimate, refuses what cannot fit, and loads the pair.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, overload
 
 from ..errors import ChatTemplateError, UsageError
+from ..escapes import process_escapes
 from ..loop import DraftPolicy, Engine, GenerationSettings
-from ..gguf_file import read_gguf
-from ..memory import effective_context, kv_cells
+from ..memory import check_ctx_size, kv_cells
 from ..model_identity import model_identity
 from ..pair import ModelPair, PairSpec
-from ..prompts import DEFAULT_BASE_TEMPLATE
+from ..prompts import DEFAULT_BASE_TEMPLATE, check_base_template, compile_chat_template
+from ..registry import load_registry
 from ..routers import DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
-from .options import RunOptions
+from .console import note
+from .options import DEFAULT_CTX, RANDOM_SEED, RunOptions
 from ..sampling import SamplingParams
 
 
@@ -33,6 +43,19 @@ class ModelChoice:
 
 
 @dataclass(frozen=True)
+class ModelPlan:
+    """What a ModelChoice means before any model file is looked for: prompt templates, the default
+    router and γ (the pair's), and a short model name for records."""
+
+    choice: ModelChoice
+    base_template: str
+    chat_template: str | None
+    default_router: str
+    default_gamma: float
+    label: str  # e.g. "gemma-3-270m" or "base+aligned"
+
+
+@dataclass(frozen=True)
 class ResolvedChoice:
     """The files and defaults a ModelChoice resolves to."""
 
@@ -40,55 +63,119 @@ class ResolvedChoice:
     default_router: str
     default_gamma: float
     label: str  # a short model name for records, e.g. "gemma-3-270m" or "base+aligned"
+    ctx_size: int | None = None  # the context a run gets: -c, capped by the models' training lengths
 
 
 def _read_chat_template(path: Path | None) -> str | None:
     if path is None:
         return None
     try:
-        return path.read_text(encoding="utf-8")
+        source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ChatTemplateError(f"cannot read chat template {path}: {exc}") from None
+    compile_chat_template(source)  # a syntax error shows now, not after loading the models
+    return source
 
 
-def resolve_models(choice: ModelChoice) -> ResolvedChoice:
-    """Turn --pair or --base/--aligned into a PairSpec (downloads nothing without consent)."""
+def plan_models(choice: ModelChoice) -> ModelPlan:
+    """Check --pair or --base/--aligned and the templates, without looking for any model file."""
     chat_template = _read_chat_template(choice.chat_template_file)
     if choice.pair is not None:
         if choice.base is not None or choice.aligned is not None:
             raise UsageError("give either --pair or --base/--aligned, not both")
-        from .models_cmd import resolve_pair_for_cli  # the registry is only needed with --pair
-
-        resolved = resolve_pair_for_cli(choice.pair, assume_yes=choice.assume_yes)
-        spec = PairSpec(resolved.base_path, resolved.aligned_path,
-                        base_template=choice.base_template or resolved.base_template,
-                        chat_template=chat_template, base_gpu_layers=choice.gpu_layers,
-                        aligned_gpu_layers=choice.gpu_layers)
-        return ResolvedChoice(spec, resolved.default_router, resolved.default_gamma, choice.pair)
+        entry = load_registry().get(choice.pair)
+        template = check_base_template(choice.base_template or entry.base_template)
+        return ModelPlan(choice, template, chat_template, entry.router, entry.gamma, choice.pair)
     if choice.base is None or choice.aligned is None:
         raise UsageError("name the models: --base BASE.gguf --aligned ALIGNED.gguf, or --pair NAME")
-    spec = PairSpec(choice.base, choice.aligned, base_template=choice.base_template or DEFAULT_BASE_TEMPLATE,
-                    chat_template=chat_template, base_gpu_layers=choice.gpu_layers,
-                    aligned_gpu_layers=choice.gpu_layers)
-    return ResolvedChoice(spec, DEFAULT_ROUTER, DEFAULT_GAMMA, f"{choice.base.stem}+{choice.aligned.stem}")
+    template = check_base_template(choice.base_template or DEFAULT_BASE_TEMPLATE)
+    return ModelPlan(choice, template, chat_template, DEFAULT_ROUTER, DEFAULT_GAMMA,
+                     f"{choice.base.stem}+{choice.aligned.stem}")
 
 
-def prepare_run(run: RunOptions) -> tuple[ResolvedChoice, GenerationSettings]:
-    """Resolve the models and validate routing and sampling values (before any model is loaded)."""
-    resolved = resolve_models(ModelChoice(run.base, run.aligned, run.pair, run.chat_template_file,
-                                          run.base_template, run.gpu_layers, run.yes))
+def locate_models(plan: ModelPlan) -> ResolvedChoice:
+    """The files of a plan: --base/--aligned as given, or a pair's (asking before a download)."""
+    choice = plan.choice
+    if choice.pair is not None:
+        from .models_cmd import resolve_pair_for_cli  # the hub is only needed with --pair
+
+        found = resolve_pair_for_cli(choice.pair, assume_yes=choice.assume_yes)
+        base, aligned = found.base_path, found.aligned_path
+    else:
+        assert choice.base is not None and choice.aligned is not None  # plan_models checked
+        base, aligned = choice.base, choice.aligned
+    spec = PairSpec(base, aligned, base_template=plan.base_template, chat_template=plan.chat_template,
+                    base_gpu_layers=choice.gpu_layers, aligned_gpu_layers=choice.gpu_layers)
+    return ResolvedChoice(spec, plan.default_router, plan.default_gamma, plan.label)
+
+
+def resolve_models(choice: ModelChoice) -> ResolvedChoice:
+    """Turn --pair or --base/--aligned into a PairSpec (downloads nothing without consent)."""
+    return locate_models(plan_models(choice))
+
+
+def resolve_run(plan: ModelPlan, run: RunOptions) -> ResolvedChoice:
+    """The run's files, and the context it gets (saying so on stderr when -c was capped)."""
+    from .models_cmd import context_for
+
+    resolved = locate_models(plan)
+    ctx_size = context_for(run.ctx_size, (resolved.spec.base_path, resolved.spec.aligned_path))
+    return dataclasses.replace(resolved, ctx_size=ctx_size)
+
+
+@overload
+def option_text(run: RunOptions, text: str, option: str) -> str: ...
+@overload
+def option_text(run: RunOptions, text: None, option: str) -> None: ...
+def option_text(run: RunOptions, text: str | None, option: str) -> str | None:
+    """A text option as the run uses it: escapes processed (as llama.cpp does) unless --no-escape."""
+    if text is None or run.no_escape:
+        return text
+    return process_escapes(text, option)
+
+
+def choose_seed(requested: int) -> int:
+    """``--seed``: as given, or a random one for -1 (any other negative value is refused)."""
+    if requested == RANDOM_SEED:
+        return secrets.randbelow(2 ** 32)
+    if requested < 0:
+        raise UsageError(f"--seed must be >= 0, or -1 for a random seed; got {requested}")
+    return requested
+
+
+def settle_seed(settings: GenerationSettings, run: RunOptions, recorded_settings: Mapping[str, Any] | None = None,
+                where: Path | None = None) -> GenerationSettings:
+    """With ``--seed -1``: the seed an existing output (``where``) records, so that a rerun of the
+    same command resumes it; else the random one drawn, told on stderr so the run can be repeated."""
+    if run.seed != RANDOM_SEED:
+        return settings
+    recorded = (recorded_settings or {}).get("seed")
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 0:
+        note(f"--seed -1: continuing with the seed {recorded} recorded in {where}")
+        return dataclasses.replace(settings, seed=recorded)
+    note(f"--seed -1: random seed {settings.seed} (--seed {settings.seed} repeats this run)")
+    return settings
+
+
+def prepare_run(run: RunOptions) -> tuple[ModelPlan, GenerationSettings]:
+    """Check every model-independent value (templates, ranges, seed, the pair's name) and build the
+    settings, before any model file is looked for or downloaded."""
     if run.draft is not None and run.no_draft:
         raise UsageError("give --draft K or --no-draft, not both")
+    if run.ctx_size is not None:
+        check_ctx_size(run.ctx_size)
+    plan = plan_models(ModelChoice(run.base, run.aligned, run.pair, run.chat_template_file,
+                                   option_text(run, run.base_template, "--base-template"), run.gpu_layers, run.yes))
     settings = GenerationSettings(
-        router=get_router(run.router or resolved.default_router),
-        gamma=resolved.default_gamma if run.gamma is None else run.gamma,
+        router=get_router(run.router or plan.default_router),
+        gamma=plan.default_gamma if run.gamma is None else run.gamma,
         sampling=SamplingParams(temperature=run.temp, top_k=run.top_k, top_p=run.top_p, min_p=run.min_p),
         max_tokens=run.max_tokens,
-        stop=tuple(run.stop or ()),
-        seed=run.seed,
+        stop=tuple(option_text(run, stop, "--stop") for stop in run.stop or ()),
+        seed=choose_seed(run.seed),
         draft=DraftPolicy(enabled=not run.no_draft, fixed_k=run.draft),
     )
-    return resolved, settings
+    return plan, settings
 
 
 def model_files(spec: PairSpec) -> dict[str, dict[str, Any]]:
@@ -96,9 +183,11 @@ def model_files(spec: PairSpec) -> dict[str, dict[str, Any]]:
     return {"base": model_identity(spec.base_path), "aligned": model_identity(spec.aligned_path)}
 
 
-def settings_record(settings: GenerationSettings, resolved: ResolvedChoice, n: int, ctx_size: int,
+def settings_record(settings: GenerationSettings, resolved: ResolvedChoice, n: int,
                     system: str | None = None, *, files: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The run's settings as written into every output record (``files``: :func:`model_files`, if known)."""
+    """The run's settings as written into every output record: what ran (the seed drawn for -1,
+    the context after the models' cap, the loop that ran for ``n`` samples; ``files``:
+    :func:`model_files`, if known)."""
     spec = resolved.spec
     template = spec.chat_template
     return {
@@ -113,8 +202,8 @@ def settings_record(settings: GenerationSettings, resolved: ResolvedChoice, n: i
         "max_tokens": settings.max_tokens,
         "stop": list(settings.stop),
         "seed": settings.seed,
-        "draft": settings.draft.describe(),
-        "ctx_size": ctx_size,
+        "draft": settings.draft.describe() if settings.draft.applies_to(n) else "off",
+        "ctx_size": resolved.ctx_size,
         "base_template": spec.base_template,
         "chat_template": "gguf" if template is None else hashlib.sha256(template.encode()).hexdigest()[:16],
         "system": system,
@@ -130,8 +219,8 @@ def open_engine(resolved: ResolvedChoice, run: RunOptions, n_seq: int) -> Engine
     from .models_cmd import check_memory_for_run
 
     spec = resolved.spec
+    ctx_size = resolved.ctx_size or run.ctx_size or DEFAULT_CTX
     offloaded = spec.base_gpu_layers != 0 or spec.aligned_gpu_layers != 0
-    effective_ctx = effective_context(run.ctx_size, read_gguf(spec.base_path), read_gguf(spec.aligned_path))
-    check_memory_for_run(spec.base_path, spec.aligned_path, n_cells=kv_cells(effective_ctx, n_seq, run.max_tokens),
+    check_memory_for_run(spec.base_path, spec.aligned_path, n_cells=kv_cells(ctx_size, n_seq, run.max_tokens),
                          n_seq=n_seq, ignore_limit=run.ignore_memory or offloaded)
-    return Engine(ModelPair(spec), ctx_size=run.ctx_size, threads=run.threads)
+    return Engine(ModelPair(spec), ctx_size=ctx_size, threads=run.threads)

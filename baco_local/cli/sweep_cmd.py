@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -21,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import UsageError
 from ..jsonl_file import JsonlWriter
+from ..gguf_file import read_gguf
 from ..loop import Engine
 from ..metrics.embed import DEFAULT_EMBEDDER
 from ..metrics.evaluate import Evaluator, PromptScores
@@ -30,18 +32,18 @@ from ..metrics.judge import JudgeScorer
 from ..metrics.likelihood import LikelihoodScorer
 from ..metrics.report import write_json
 from ..pair import ModelPair
-from ..prompt_file import PromptItem, id_key, read_prompt_file
+from ..prompt_file import PromptItem, id_key, read_prompts
 from ..prompts import Message
 from ..records import RESUME_KEYS, prompt_record
 from ..sweep import BASELINES, KnobLists, OperatingPoint, Task, build_grid, pending_tasks
 from ..sweep_folder import RunFolder, score_line
 from ..sweep_report import SweepResult, plot_sweep, points_document, summarise_sweep, summary_document, summary_table
 from . import options as opt
-from .console import note, stderr, stdout
-from .scoring import EmbedderOpt, JudgeOpt, SemanticOpt, choose_embedder, lists_metrics, open_judge
-from .setup import ResolvedChoice, model_files, open_engine, prepare_run, settings_record
+from .console import note, show_progress, stderr, stdout
+from .scoring import EmbedderOpt, JudgeOpt, SemanticOpt, choose_embedder, open_judge
+from .setup import ResolvedChoice, model_files, open_engine, prepare_run, resolve_run, settings_record, settle_seed
 
-GRID = "Grid"
+GRID = opt.GRID
 Scorer = Union[LikelihoodScorer, JudgeScorer]
 _DEFAULT = KnobLists()
 
@@ -85,8 +87,12 @@ def parse_floats(text: str, option: str) -> tuple[float, ...]:
         raise UsageError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
 
-@lists_metrics
-@opt.with_run_options(routing=False)
+SWEEP_HELPS = {"draft": "Fixed draft length K for draft-and-verify (default: the step loop, faster for "
+                         "several samples).",
+               "seed": "Random seed (-1 = random, recorded in sweep.json); sample i of every point uses seed + i."}
+
+
+@opt.with_run_options(routing=False, helps=SWEEP_HELPS)
 def sweep_command(
     prompt_file: opt.PromptFileOpt,
     run_dir: Annotated[Path, typer.Option("--output", "-o", help="Run folder (made if missing); running the same "
@@ -107,23 +113,32 @@ def sweep_command(
     *,
     run: opt.RunOptions,
 ) -> None:
-    """Run every method of a grid on the prompts (models loaded once), score each operating point and
-    report each method's coverage and dominance of the diversity-quality frontier. The quality axis is
-    aligned-loglik, and judge with --judge."""
+    """Sweep a grid of methods and report their diversity-quality frontier.
+
+    Runs every method of the grid on the prompts (models loaded once), scores each operating point
+    with the metrics `baco eval --help` lists, and reports each method's coverage and dominance of
+    the diversity-quality frontier. The quality axis is aligned-loglik, and judge with --judge.
+    """
     if n < 2:
         raise UsageError(f"-n must be at least 2 (diversity compares a prompt's samples), got {n}")
-    resolved, shared = prepare_run(run)
+    plan, shared = prepare_run(run)
     knobs = KnobLists(
         routers=parse_names(routers, "--routers"), gammas=parse_floats(gammas, "--gammas"),
         entropy_gammas=parse_floats(entropy_gammas, "--entropy-gammas"),
         baselines=parse_names(baselines, "--baselines"), temps=parse_floats(temps, "--temps"),
         min_ps=parse_floats(min_ps, "--min-ps"), nudging_gammas=parse_floats(nudging_gammas, "--nudging-gammas"),
         ensemble_weights=parse_floats(ensemble_weights, "--ensemble-weights"))
-    points = build_grid(knobs, shared)
-    items = read_prompt_file(prompt_file)
-    files = model_files(resolved.spec)
-    record_settings = {p.id: point_settings(p, resolved, n, run.ctx_size, files) for p in points}
+    build_grid(knobs, shared)  # refuse a bad grid now; it is built below with the seed settled
+    assert prompt_file is not None  # a required option: typer refuses the command without it
+    items = read_prompts(prompt_file, sys.stdin.buffer)
+    chosen_embedder = choose_embedder(semantic, embedder)  # fail now rather than after generating
+    if judge is not None:
+        read_gguf(judge)  # a missing or malformed judge file shows before the models are looked for
+    resolved = resolve_run(plan, run)
     folder = RunFolder(run_dir)
+    points = build_grid(knobs, settle_seed(shared, run, folder.recorded_settings(), folder.spec))
+    files = model_files(resolved.spec)
+    record_settings = {p.id: point_settings(p, resolved, n, files) for p in points}
     with closing(folder):  # the folder stays locked until the sweep ends
         folder.open(grid_spec(record_settings, resolved))
         if not available(PLOT_MODULES):
@@ -133,12 +148,12 @@ def sweep_command(
         if done:
             note(f"resuming: {len(points) * len(items) - len(tasks)} of {len(points) * len(items)} records "
                  f"already in {folder.generations}")
-        chosen_embedder = choose_embedder(semantic, embedder)  # fail now rather than after generating
         scorers: list[Scorer] = []
         engine = open_engine(resolved, run, n_seq=n)
         try:
             scorers.append(likelihood_scorer(engine.pair, run.threads))
-            judge_scorer = open_judge(judge, gpu_layers=run.gpu_layers, threads=run.threads, ctx_size=run.ctx_size)
+            judge_scorer = open_judge(judge, gpu_layers=run.gpu_layers, threads=run.threads,
+                                      ctx_size=resolved.ctx_size or opt.DEFAULT_CTX)
             scorers.extend([judge_scorer] if judge_scorer else [])
             with closing(folder.appender(folder.generations)) as writer:
                 generate(engine, tasks, n, record_settings, writer)
@@ -153,11 +168,10 @@ def sweep_command(
         report(folder, summarise_sweep(points, scores, evaluator.metrics))
 
 
-def point_settings(point: OperatingPoint, resolved: ResolvedChoice, n: int, ctx_size: int,
+def point_settings(point: OperatingPoint, resolved: ResolvedChoice, n: int,
                    files: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The settings written into each of a point's records (``files``: the model files' identity)."""
-    return {**settings_record(point.settings, resolved, n, ctx_size, files=files),
-            "model": f"{point.id}:{resolved.label}",
+    return {**settings_record(point.settings, resolved, n, files=files), "model": f"{point.id}:{resolved.label}",
             "point": point.id, "method": point.method, "knobs": dict(point.knobs),
             "ensemble": point.settings.ensemble}
 
@@ -236,7 +250,7 @@ def report(folder: RunFolder, result: SweepResult) -> None:
 
 
 def progress_bar() -> Progress:
-    """A progress bar on stderr; silent when stderr is not a terminal."""
+    """A progress bar on stderr; silent when stderr is not a terminal, or with -q."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=stderr,
-                    disable=not stderr.is_terminal)
+                    disable=not show_progress())
