@@ -14,11 +14,11 @@ The public API::
 """
 
 from .errors import BacoError
-from .loop import Engine, Generation, GenerationSettings, Sample, TokenEvent
-from .pair import ModelPair, PairSpec
-from .prompts import Message
-from .routers import ALIGNED, BASE, ROUTERS, Router, get_router
-from .sampling import SamplingParams
+from .engine.loop import Engine, Generation, GenerationSettings, Sample, TokenEvent
+from .engine.pair import ModelPair, PairSpec
+from .engine.prompts import Message
+from .engine.routers import ALIGNED, BASE, ROUTERS, Router, get_router
+from .engine.sampling import SamplingParams
 
 __all__ = [
     "ALIGNED", "BASE", "BacoError", "Engine", "Generation", "GenerationSettings", "Message", "ModelPair",

@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from standin import gemma_base_path, write_standin  # noqa: E402
 
 from baco_local import Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router  # noqa: E402
-from baco_local.backend import ContextShape, SequenceContext  # noqa: E402
-from baco_local.loop import DraftPolicy  # noqa: E402
-from baco_local.sampling import SamplingParams  # noqa: E402
+from baco_local.engine.backend import ContextShape, SequenceContext  # noqa: E402
+from baco_local.engine.loop import DraftPolicy  # noqa: E402
+from baco_local.engine.sampling import SamplingParams  # noqa: E402
 
 PROMPTS = [
     "Write a short story about a lighthouse keeper.",
@@ -137,7 +137,7 @@ def peak_memory_mib(args: list[str]) -> float:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from baco_local.backend import LoadedModel, ContextShape, SequenceContext\n"
+        "from baco_local.engine.backend import LoadedModel, ContextShape, SequenceContext\n"
         "ctxs = []\n"
         "for path in sys.argv[1:]:\n"
         "    m = LoadedModel(Path(path)); c = SequenceContext(m, ContextShape(1024, 1, 512, 2))\n"

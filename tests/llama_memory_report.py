@@ -1,7 +1,7 @@
 """What llama.cpp itself allocates for a model and a context, as JSON (run as a script).
 
 ``python llama_memory_report.py MODEL.gguf N_CTX N_SEQ`` loads the model on the CPU, makes a
-context the way ``baco_local.backend`` does (unified KV cache, ``n_seq`` sequences) and prints
+context the way ``baco_local.engine.backend`` does (unified KV cache, ``n_seq`` sequences) and prints
 ``llama_model_size`` and the buffer sizes llama.cpp logs (KV cache, compute, output), in bytes.
 It runs in its own process so that its log callback does not replace baco's.
 """

@@ -16,8 +16,8 @@ from baco_local.chat import (ChatSession, ContextBudget, as_message, is_command,
 from baco_local.chat.session import _written
 from baco_local.chat.window import window_start
 from baco_local.errors import ContextOverflowError, OutputFileError, UsageError
-from baco_local.loop import Sample
-from baco_local.sampling import SamplingParams
+from baco_local.engine.loop import Sample
+from baco_local.engine.sampling import SamplingParams
 
 SIDES = (BASE, ALIGNED)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_chat_cli import STATUS, chat, piped_chat  # noqa: F401 - chat is a fixture
 
-from baco_local.gguf_file import read_token_texts
+from baco_local.models.gguf_file import read_token_texts
 
 NEVER_SEEN = "qqqqqqqqqqqq"  # a stop string that never matches: its length holds text back
 COLOURS = {"36": "A", "33": "B"}  # aligned cyan, base yellow

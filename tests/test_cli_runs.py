@@ -16,7 +16,7 @@ import pytest
 from test_gen_cli import assert_clean_error, baco, model_args, read_records
 from tiny_models import CONTEXT_LENGTH
 
-from baco_local.memory import kv_cells
+from baco_local.models.memory import kv_cells
 
 
 def baco_env(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from baco_local import ALIGNED, BASE, Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
-from baco_local.routers import Signals
-from baco_local.sampling import MASKED_LOGIT, Distribution, SamplingParams, Scratch
+from baco_local.engine.routers import Signals
+from baco_local.engine.sampling import MASKED_LOGIT, Distribution, SamplingParams, Scratch
 
 GREEDY = SamplingParams(temperature=0)
 PROMPT = [Message("user", "Tell me a story about the cat")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from baco_local.errors import UsageError
-from baco_local.escapes import process_escapes
+from baco_local.cli.escapes import process_escapes
 
 
 @pytest.mark.parametrize("raw, processed", [

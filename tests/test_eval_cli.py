@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from baco_local.backend import LoadedModel
-from baco_local.chat_prompt import ChatPrompter
+from baco_local.engine.backend import LoadedModel
+from baco_local.engine.chat_prompt import ChatPrompter
 from baco_local.cli.app import main
 from baco_local.metrics.extras import SEMANTIC_MODULES, available
 from baco_local.metrics.likelihood import LikelihoodScorer
-from baco_local.prompts import Message
+from baco_local.engine.prompts import Message
 
 RECORDS = [
     {"id": "same", "prompt": "Where to?", "model": "aligned",

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from baco_local import ALIGNED, BASE, Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
-from baco_local.loop import DraftPolicy
-from baco_local.sampling import SamplingParams
+from baco_local.engine.loop import DraftPolicy
+from baco_local.engine.sampling import SamplingParams
 
 pytestmark = pytest.mark.slow
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))

@@ -15,7 +15,7 @@ import pytest
 import tiny_models as tm
 
 from baco_local.errors import ModelFileError
-from baco_local.gguf_file import GGUFSummary, read_gguf, read_token_texts, read_token_types
+from baco_local.models.gguf_file import GGUFSummary, read_gguf, read_token_texts, read_token_types
 
 
 def _error(path: Path) -> str:

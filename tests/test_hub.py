@@ -19,7 +19,7 @@ from huggingface_hub import constants as hf_constants
 
 from baco_local import hub
 from baco_local.errors import DownloadError
-from baco_local.registry import ModelSource, load_registry
+from baco_local.catalog.registry import ModelSource, load_registry
 from fake_hub import FakeHub
 from gguf_maker import write_model, write_pair
 
@@ -199,7 +199,7 @@ def test_environment_variables_are_honoured_end_to_end(tmp_path: Path, published
     env.pop("HF_HUB_OFFLINE", None)
     script = textwrap.dedent("""
         import json
-        from baco_local.hub import resolve_pair
+        from baco_local.catalog.hub import resolve_pair
         r = resolve_pair("tiny", allow_download=True, progress=False)
         print(json.dumps([str(r.base_path), str(r.aligned_path)]))
     """)

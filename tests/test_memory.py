@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from baco_local.errors import MemoryBudgetError
-from baco_local.hub import package_file
-from baco_local.memory import (GIB, MIB, MemoryEstimate, ModelMemory, ModelShape, check_memory_fits,
+from baco_local.catalog.hub import package_file
+from baco_local.models.memory import (GIB, MIB, MemoryEstimate, ModelMemory, ModelShape, check_memory_fits,
                                estimate_memory, estimate_model, estimate_shape, kv_cells)
 from gguf_maker import write_model
 

@@ -10,14 +10,14 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from baco_local.chat_prompt import ChatPrompter
+from baco_local.engine.chat_prompt import ChatPrompter
 from baco_local.errors import ChatTemplateError, ContextOverflowError, ModelFileError
 from baco_local.metrics.generations import PromptRecord
 from baco_local.metrics.judge import JudgeScorer
 from baco_local.metrics.likelihood import LikelihoodScorer, token_logprob
 from baco_local.metrics.registry import get_metric
-from baco_local.pair import ModelPair, PairSpec
-from baco_local.prompts import Message
+from baco_local.engine.pair import ModelPair, PairSpec
+from baco_local.engine.prompts import Message
 
 PROMPT = "Tell me a story"
 RESPONSES = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from baco_local.errors import RegistryError
-from baco_local.registry import builtin_path, load_registry, user_path
+from baco_local.catalog.registry import builtin_path, load_registry, user_path
 
 REQUIRED_PAIRS = {"gemma-3-270m", "smollm2-135m", "smollm2-360m", "qwen2.5-0.5b", "llama-3.2-1b", "olmo-2-7b"}
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from baco_local.errors import UsageError
-from baco_local.routers import ALIGNED, BASE, ROUTERS, Signals, get_router
-from baco_local.sampling import Distribution, Scratch
-from baco_local.vocab import build_token_classes
+from baco_local.engine.routers import ALIGNED, BASE, ROUTERS, Signals, get_router
+from baco_local.engine.sampling import Distribution, Scratch
+from baco_local.engine.vocab import build_token_classes
 
 # A five-token vocabulary: a function word, a content word, punctuation, a newline, a word piece.
 PIECES = [b" the", b" cat", b".", b"\n", b"ing"]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from baco_local.errors import UsageError
-from baco_local.loop import choose_token
-from baco_local.routers import ALIGNED, BASE
-from baco_local.sampling import MASKED_LOGIT, Distribution, SamplingParams, Scratch, _ranked_prefix, sample
+from baco_local.engine.loop import choose_token
+from baco_local.engine.routers import ALIGNED, BASE
+from baco_local.engine.sampling import MASKED_LOGIT, Distribution, SamplingParams, Scratch, _ranked_prefix, sample
 
 PROBS = np.array([0.5, 0.25, 0.15, 0.07, 0.03])
 
@@ -104,7 +104,7 @@ def test_switch_only_on_word_initial_token() -> None:
 
 
 def test_mixture_of_two_distributions() -> None:
-    from baco_local.sampling import mixture
+    from baco_local.engine.sampling import mixture
 
     base = dist([0.5, 0.5, 0.0001, 0.0001, 0.0001])
     aligned = Distribution(np.log(np.array([0.1, 0.1, 0.6, 0.1, 0.05, 0.05], dtype=np.float32)), Scratch(6))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from baco_local import ROUTERS, Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
-from baco_local.loop import DraftPolicy
-from baco_local.sampling import SamplingParams
+from baco_local.engine.loop import DraftPolicy
+from baco_local.engine.sampling import SamplingParams
 
 PROMPT = [Message("user", "Tell me a story about the cat")]
 STEP = DraftPolicy(enabled=False)
@@ -90,7 +90,7 @@ def test_verifier_skips_logits_the_router_does_not_need(engine) -> None:
 
 
 def test_adaptive_drafting_is_for_single_samples_and_a_fixed_k_for_any(engine) -> None:
-    from baco_local.speculative import DraftGeneration
+    from baco_local.engine.speculative import DraftGeneration
 
     def generation(policy: DraftPolicy, n: int):
         settings = GenerationSettings(get_router("p-punc"), 0.3, SamplingParams(temperature=0), 8, (), 0, policy)

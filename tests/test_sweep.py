@@ -13,11 +13,11 @@ import pytest
 
 from baco_local.cli.app import main
 from baco_local.errors import OutputFileError, UsageError
-from baco_local.loop import GenerationSettings
+from baco_local.engine.loop import GenerationSettings
 from baco_local.metrics.extras import PLOT_MODULES, SEMANTIC_MODULES, available
-from baco_local.routers import get_router
-from baco_local.sweep import KnobLists, build_grid
-from baco_local.sweep_folder import RunFolder, grid_difference
+from baco_local.engine.routers import get_router
+from baco_local.runs.sweep import KnobLists, build_grid
+from baco_local.runs.sweep_folder import RunFolder, grid_difference
 
 SHARED = GenerationSettings(router=get_router("p-punc"), gamma=0.3, max_tokens=8)
 GRID = ["--routers", "p-punc,h", "--gammas", "0.2,0.5", "--entropy-gammas", "1", "--temps", "0.7,1.2",

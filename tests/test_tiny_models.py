@@ -181,7 +181,7 @@ def test_bpe_vocabulary_model_loads(tmp_path: Path) -> None:
 
 
 def test_llama_cpp_aborts_on_a_duplicate_token(tmp_path: Path) -> None:
-    """Why baco_local.gguf_file validates files first: llama.cpp kills the whole process."""
+    """Why baco_local.models.gguf_file validates files first: llama.cpp kills the whole process."""
     path = tm.write_duplicate_token_vocab(tmp_path / "dup.gguf")
     code = f"import llama_cpp; llama_cpp.Llama(model_path={str(path)!r}, verbose=False)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=False)

@@ -15,9 +15,9 @@ import pytest
 from tiny_unicode import write_unicode_pair
 
 from baco_local import Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
-from baco_local.loop import DraftPolicy, Sample
-from baco_local.sampling import SamplingParams
-from baco_local.vocab import boundary_between, build_token_classes
+from baco_local.engine.loop import DraftPolicy, Sample
+from baco_local.engine.sampling import SamplingParams
+from baco_local.engine.vocab import boundary_between, build_token_classes
 
 ZWJ = "\u200d"
 

@@ -1,6 +1,6 @@
 """Finding and fetching a pair's GGUF files.
 
-A :class:`~baco_local.registry.ModelSource` resolves, without touching the network, to the first
+A :class:`~baco_local.catalog.registry.ModelSource` resolves, without touching the network, to the first
 of: its local ``path``; the file in the standard Hugging Face cache (``HF_HUB_CACHE``, ``HF_HOME``;
 ``huggingface_hub`` decides where); the file a Python package ships (``package``, e.g. the
 ``baco-local[demo]`` extra, assembled once into ``$XDG_CACHE_HOME/baco/packages``). Only
@@ -32,8 +32,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import tqdm as hf_tqdm
 
-from .errors import DownloadError, ModelFileError
-from .gguf_file import read_gguf
+from ..errors import DownloadError, ModelFileError
+from ..models.gguf_file import read_gguf
 from .registry import ModelSource, PairEntry, Registry, load_registry
 
 How = Literal["path", "cache", "package", "missing"]

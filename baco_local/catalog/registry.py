@@ -23,7 +23,7 @@ Schema (see the shipped ``models.toml`` for real entries)::
     package = "module_name"                   # optional: a Python package that ships the file
 
 Every error names the file, the line and the field. This module reads no model files and never
-touches the network (see :mod:`baco_local.hub` for that).
+touches the network (see :mod:`baco_local.catalog.hub` for that).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import RegistryError, UsageError
-from .prompts import DEFAULT_BASE_TEMPLATE, check_base_template
-from .routers import DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
+from ..errors import RegistryError, UsageError
+from ..engine.prompts import DEFAULT_BASE_TEMPLATE, check_base_template
+from ..engine.routers import DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
 
 try:
     import tomllib

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from ..routers import ROUTERS
+from ..engine.routers import ROUTERS
 from .session import ChatSession
 from .transcript import load_transcript, save_transcript
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from ..loop import Engine, Generation, GenerationSettings, Sample, TokenEvent
-from ..prompts import Message
-from ..routers import ALIGNED, BASE, Side, get_router
+from ..engine.loop import Engine, Generation, GenerationSettings, Sample, TokenEvent
+from ..engine.prompts import Message
+from ..engine.routers import ALIGNED, BASE, Side, get_router
 from .stats import DecodeSnapshot, ReplyStats, SessionStats
 from .window import ContextBudget, window_start
 

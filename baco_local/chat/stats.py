@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..loop import SIDES, Engine
-from ..routers import Side
+from ..engine.loop import SIDES, Engine
+from ..engine.routers import Side
 
 SIDE_NAMES: dict[Side, str] = {"B": "base", "A": "aligned"}
 

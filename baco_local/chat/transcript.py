@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputFileError, UsageError
-from ..routers import BASE
+from ..engine.routers import BASE
 from .session import ChatSession, Exchange, Reply
 
 FORMAT = "baco-chat/1"

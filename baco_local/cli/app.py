@@ -15,7 +15,7 @@ import click
 import typer
 
 from .. import __version__
-from ..backend import llama_build
+from ..engine.backend import llama_build
 from ..errors import BacoError
 from .chat_cmd import chat_command
 from .console import error_line, stdout

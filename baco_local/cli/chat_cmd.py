@@ -22,8 +22,8 @@ from rich.text import Text
 
 from ..chat import ChatSession, as_message, is_command, read_block, run_command, starts_block
 from ..errors import BacoError
-from ..loop import TokenEvent
-from ..routers import ALIGNED, BASE
+from ..engine.loop import TokenEvent
+from ..engine.routers import ALIGNED, BASE
 from . import options as opt
 from .console import show_progress, use_plain
 from .setup import open_engine, option_text, prepare_run, resolve_run, settle_seed

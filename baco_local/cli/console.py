@@ -30,7 +30,7 @@ def set_verbosity(*, verbose: bool = False, quiet: bool = False) -> None:
     """Apply -v/--verbose and -q/--quiet for the rest of the command."""
     _VERBOSITY.quiet = quiet
     if verbose:
-        from ..backend import echo_llama_log  # loads llama.cpp: only when asked for
+        from ..engine.backend import echo_llama_log  # loads llama.cpp: only when asked for
 
         echo_llama_log(True)
 

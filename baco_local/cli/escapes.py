@@ -7,7 +7,7 @@ bytes ``\\xNN`` writes must form UTF-8 text together with the rest.
 
 from __future__ import annotations
 
-from .errors import UsageError
+from ..errors import UsageError
 
 _SIMPLE = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("'"): b"'", ord('"'): b'"', ord("\\"): b"\\"}
 _HEX = b"0123456789abcdefABCDEF"

@@ -8,14 +8,14 @@ from typing import Annotated, Callable, Optional, Sequence
 import typer
 from rich.progress import track
 
-from ..backend import LoadedModel
-from ..chat_prompt import ChatPrompter
+from ..engine.backend import LoadedModel
+from ..engine.chat_prompt import ChatPrompter
 from ..metrics.embed import DEFAULT_EMBEDDER
 from ..metrics.evaluate import Evaluator, ModelSummary, QualityScorer, summarise
 from ..metrics.generations import read_generations
 from ..metrics.likelihood import LikelihoodScorer
 from ..metrics.report import overall_table, prompt_table, report_document, write_json
-from ..prompts import Message
+from ..engine.prompts import Message
 from . import options as opt
 from .console import print_json, set_verbosity, show_progress, stderr, stdout
 from .scoring import (EVALUATION, LIKELIHOOD_HELP, EmbedderOpt, JudgeOpt, SemanticOpt, choose_embedder,

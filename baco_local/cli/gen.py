@@ -12,11 +12,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import UsageError
-from ..jsonl_file import JsonlWriter, is_regular_output
-from ..prompt_file import PromptItem, id_key, read_prompts, single_prompt
-from ..prompts import Message
-from ..records import GEN_HINT, ExistingOutput, check_resumable, prompt_record, read_existing
-from ..run_lock import RunLock
+from ..runs.jsonl_file import JsonlWriter, is_regular_output
+from ..runs.prompt_file import PromptItem, id_key, read_prompts, single_prompt
+from ..engine.prompts import Message
+from ..runs.records import GEN_HINT, ExistingOutput, check_resumable, prompt_record, read_existing
+from ..runs.run_lock import RunLock
 from . import options as opt
 from .console import note, show_progress, stderr
 from .setup import open_engine, option_text, prepare_run, resolve_run, settings_record, settle_seed

@@ -16,14 +16,14 @@ import typer
 from rich.prompt import Confirm
 from rich.table import Table
 
-from ..compat import CompatReport, Vocabulary, check_pair
+from ..models.compat import CompatReport, Vocabulary, check_pair
 from ..errors import RegistryError
-from ..gguf_file import GGUFSummary, read_gguf, read_token_texts
-from ..hub import (Located, ResolvedPair, cache_dir, check_local_paths, download, locate_pair, package_installed,
+from ..models.gguf_file import GGUFSummary, read_gguf, read_token_texts
+from ..catalog.hub import (Located, ResolvedPair, cache_dir, check_local_paths, download, locate_pair, package_installed,
                    resolve_pair)
-from ..memory import (MemoryEstimate, available_memory, check_ctx_size, check_memory_fits, effective_context,
+from ..models.memory import (MemoryEstimate, available_memory, check_ctx_size, check_memory_fits, effective_context,
                       estimate_memory, estimate_model, kv_cells)
-from ..registry import PairEntry, load_registry
+from ..catalog.registry import PairEntry, load_registry
 from . import options as opt
 from .console import note, print_json, stderr, stdout
 from .help import BacoCommand, BacoGroup

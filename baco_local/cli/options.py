@@ -18,8 +18,8 @@ from typing import Annotated, Any, Callable, Mapping, Optional, get_args
 
 import typer
 
-from ..routers import DEFAULT_GAMMA, DEFAULT_ROUTER, ROUTERS
-from ..sampling import SamplingParams
+from ..engine.routers import DEFAULT_GAMMA, DEFAULT_ROUTER, ROUTERS
+from ..engine.sampling import SamplingParams
 from .console import set_verbosity
 
 _DEFAULTS = SamplingParams()

@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any, Mapping, overload
 
 from ..errors import ChatTemplateError, UsageError
-from ..escapes import process_escapes
-from ..loop import DraftPolicy, Engine, GenerationSettings
-from ..memory import check_ctx_size, kv_cells
-from ..model_identity import model_identity
-from ..pair import ModelPair, PairSpec
-from ..prompts import DEFAULT_BASE_TEMPLATE, check_base_template, compile_chat_template
-from ..registry import load_registry
-from ..routers import DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
+from .escapes import process_escapes
+from ..engine.loop import DraftPolicy, Engine, GenerationSettings
+from ..models.memory import check_ctx_size, kv_cells
+from ..models.model_identity import model_identity
+from ..engine.pair import ModelPair, PairSpec
+from ..engine.prompts import DEFAULT_BASE_TEMPLATE, check_base_template, compile_chat_template
+from ..catalog.registry import load_registry
+from ..engine.routers import DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
 from .console import note
 from .options import DEFAULT_CTX, RANDOM_SEED, RunOptions
-from ..sampling import SamplingParams
+from ..engine.sampling import SamplingParams
 
 
 @dataclass(frozen=True)

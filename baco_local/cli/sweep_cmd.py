@@ -1,6 +1,6 @@
 """``baco sweep``: a grid of methods and knob values on one loaded pair, scored, summarised and plotted.
 
-The run folder's layout is described in :mod:`baco_local.sweep_folder`. Three phases: generate
+The run folder's layout is described in :mod:`baco_local.runs.sweep_folder`. Three phases: generate
 the records not yet in the folder (prompt by prompt, every operating point in turn), score the
 records not yet scored, then write the per-point means, the coverage/dominance summary and the
 plots, and print the summary table.
@@ -21,9 +21,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import UsageError
-from ..jsonl_file import JsonlWriter
-from ..gguf_file import read_gguf
-from ..loop import Engine
+from ..runs.jsonl_file import JsonlWriter
+from ..models.gguf_file import read_gguf
+from ..engine.loop import Engine
 from ..metrics.embed import DEFAULT_EMBEDDER
 from ..metrics.evaluate import Evaluator, PromptScores
 from ..metrics.extras import INSTALL_HINT, PLOT_MODULES, available
@@ -31,13 +31,13 @@ from ..metrics.generations import read_generations
 from ..metrics.judge import JudgeScorer
 from ..metrics.likelihood import LikelihoodScorer
 from ..metrics.report import write_json
-from ..pair import ModelPair
-from ..prompt_file import PromptItem, id_key, read_prompts
-from ..prompts import Message
-from ..records import RESUME_KEYS, prompt_record
-from ..sweep import BASELINES, KnobLists, OperatingPoint, Task, build_grid, pending_tasks
-from ..sweep_folder import RunFolder, score_line
-from ..sweep_report import SweepResult, plot_sweep, points_document, summarise_sweep, summary_document, summary_table
+from ..engine.pair import ModelPair
+from ..runs.prompt_file import PromptItem, id_key, read_prompts
+from ..engine.prompts import Message
+from ..runs.records import RESUME_KEYS, prompt_record
+from ..runs.sweep import BASELINES, KnobLists, OperatingPoint, Task, build_grid, pending_tasks
+from ..runs.sweep_folder import RunFolder, score_line
+from ..runs.sweep_report import SweepResult, plot_sweep, points_document, summarise_sweep, summary_document, summary_table
 from . import options as opt
 from .console import note, show_progress, stderr, stdout
 from .scoring import EmbedderOpt, JudgeOpt, SemanticOpt, choose_embedder, open_judge

@@ -3,7 +3,7 @@
 It speaks llama.cpp's low-level C API (through llama-cpp-python's ctypes bindings) rather than the
 high-level ``Llama`` class, because BACo needs what ``Llama`` hides: a context with several
 sequences (``n_seq_max``), batches that mix sequences, zero-copy logits rows, and KV-cache
-operations per sequence. Files are validated by :mod:`baco_local.gguf_file` before llama.cpp
+operations per sequence. Files are validated by :mod:`baco_local.models.gguf_file` before llama.cpp
 sees them, since llama.cpp aborts the whole process on some malformed vocabularies.
 """
 
@@ -21,8 +21,8 @@ from typing import Sequence
 import llama_cpp
 import numpy as np
 
-from .errors import ContextOverflowError, DecodeError, ModelFileError
-from .gguf_file import read_gguf
+from ..errors import ContextOverflowError, DecodeError, ModelFileError
+from ..models.gguf_file import read_gguf
 
 # ggml log levels (ggml.h): NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5.
 _LOG_WARN, _LOG_ERROR, _LOG_CONT = 3, 4, 5

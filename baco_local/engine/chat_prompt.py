@@ -1,7 +1,7 @@
 """Token ids of a conversation through one model's chat template (what an aligned model sees).
 
 The template is the one stored in the GGUF, or an override; it renders in the sandbox of
-:mod:`baco_local.prompts`, and BOS is added only when the model wants it and the template did
+:mod:`baco_local.engine.prompts`, and BOS is added only when the model wants it and the template did
 not already write it.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from .backend import LoadedModel
-from .errors import ChatTemplateError
+from ..errors import ChatTemplateError
 from .prompts import Message, compile_chat_template, render_chat
 
 

@@ -26,8 +26,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .backend import ContextShape, SequenceContext, default_threads
-from .errors import ContextOverflowError, UsageError
-from .memory import check_ctx_size, effective_context, kv_cells
+from ..errors import ContextOverflowError, UsageError
+from ..models.memory import check_ctx_size, effective_context, kv_cells
 from .pair import ModelPair
 from .prompts import Message
 from .routers import ALIGNED, BASE, Router, Side, Signals

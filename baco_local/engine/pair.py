@@ -15,7 +15,7 @@ import numpy as np
 
 from .backend import LoadedModel
 from .chat_prompt import ChatPrompter
-from .compat import check_pair
+from ..models.compat import check_pair
 from .prompts import DEFAULT_BASE_TEMPLATE, Message, check_base_template, render_base
 from .vocab import TokenClasses, build_token_classes
 

@@ -17,7 +17,7 @@ from typing import Literal, Sequence
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import ChatTemplateError, UsageError
+from ..errors import ChatTemplateError, UsageError
 
 Role = Literal["system", "user", "assistant"]
 DEFAULT_BASE_TEMPLATE = "User: {prompt}\nAssistant:\n"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Literal
 
-from .errors import UsageError
+from ..errors import UsageError
 from .sampling import Distribution, FrozenDistribution
 from .vocab import TokenClasses
 

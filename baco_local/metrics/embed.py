@@ -12,7 +12,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from ..errors import ModelFileError, UsageError
-from ..gguf_file import read_gguf
+from ..models.gguf_file import read_gguf
 from .extras import SEMANTIC_MODULES
 from .minilm import BertEmbedder, minilm_dir
 

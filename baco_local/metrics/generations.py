@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OutputFileError
-from ..prompt_file import id_key
+from ..runs.prompt_file import id_key
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..backend import GrammarChat
+from ..engine.backend import GrammarChat
 from ..errors import DecodeError
 from .evaluate import nan_mean
 from .generations import PromptRecord

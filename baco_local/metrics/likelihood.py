@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..backend import ContextShape, LoadedModel, SequenceContext, default_threads
+from ..engine.backend import ContextShape, LoadedModel, SequenceContext, default_threads
 from ..errors import ContextOverflowError
 from .evaluate import nan_mean
 from .generations import PromptRecord

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IncompatiblePairError
+from ..errors import IncompatiblePairError
 from .gguf_file import read_gguf, read_token_texts, read_token_types
 
 MAX_EXTRA_TOKENS = 128

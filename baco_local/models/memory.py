@@ -1,7 +1,7 @@
 """How much memory two models need, before llama.cpp loads them, and whether it is there.
 
 The estimate follows what llama.cpp 0.3.36 allocates for a context made the way
-:mod:`baco_local.backend` makes one (a unified KV cache of ``n_ctx`` cells shared by ``n_seq``
+:mod:`baco_local.engine.backend` makes one (a unified KV cache of ``n_ctx`` cells shared by ``n_seq``
 sequences, f16 K and V, the full-size sliding-window cache that is llama.cpp's default):
 
 - weights: the GGUF's tensor data, as it is (memory-mapped; what ``llama_model_size`` reports);
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .errors import MemoryBudgetError, UsageError
+from ..errors import MemoryBudgetError, UsageError
 from .gguf_file import GGUFSummary, read_gguf
 
 KV_BYTES = 2  # f16 K and V

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from .errors import OutputFileError
+from ..errors import OutputFileError
 
 IsRecord = Callable[[Any], bool]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import PromptFileError
+from ..errors import PromptFileError
 
 PromptId = str | int
 STDIN = "-"  # the prompt file name that means standard input

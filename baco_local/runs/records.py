@@ -2,7 +2,7 @@
 
 A record is NoveltyBench's ``generations.jsonl`` shape (``id``, ``prompt``, ``model``,
 ``generations``) plus per-sample provenance (``samples``) and the run's ``settings``. Lines are
-appended whole by :class:`~baco_local.jsonl_file.JsonlWriter`, so an interrupted run leaves
+appended whole by :class:`~baco_local.runs.jsonl_file.JsonlWriter`, so an interrupted run leaves
 complete lines only; a rerun of the same command skips the ids already present (resume). A rerun
 continues a file only when it is the same run: the same settings (:func:`resume_difference`, the
 one place that decides), the same model files (size and fingerprint) and the same text for every
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import OutputFileError
+from ..errors import OutputFileError
 from .jsonl_file import JsonlContent, read_jsonl
-from .loop import Sample
-from .model_identity import describe_identity
+from ..engine.loop import Sample
+from ..models.model_identity import describe_identity
 from .prompt_file import PromptItem, id_key
 
 # Settings that must match for a rerun to resume into an existing file. ``model_files`` identifies

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from .errors import OutputFileError
+from ..errors import OutputFileError
 
 try:
     import fcntl

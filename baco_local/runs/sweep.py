@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 from itertools import product
 from typing import Iterator
 
-from .errors import UsageError
-from .loop import GenerationSettings
+from ..errors import UsageError
+from ..engine.loop import GenerationSettings
 from .prompt_file import PromptItem, id_key
-from .routers import ROUTERS, get_router
+from ..engine.routers import ROUTERS, get_router
 
 BASELINES = ("aligned", "base", "nudging", "ensemble")
 BACO_ROUTERS = ("p-punc", "p", "p-fc", "h-punc", "h", "punc", "fc")  # the default router methods

@@ -9,9 +9,9 @@
       points.json         each operating point's metric means over prompts
       summary.json        coverage and dominance of each method, per plane and averaged
       frontier*.png       the diversity-quality plane, one curve per method, the pooled frontier
-      sweep.lock          while a sweep runs in the folder (see :mod:`baco_local.run_lock`)
+      sweep.lock          while a sweep runs in the folder (see :mod:`baco_local.runs.run_lock`)
 
-Both JSONL files are appended one whole line at a time with :class:`~baco_local.jsonl_file.JsonlWriter`
+Both JSONL files are appended one whole line at a time with :class:`~baco_local.runs.jsonl_file.JsonlWriter`
 (flushed and fsynced); on a rerun, the lines already there are skipped and a torn last line is
 replaced. Both are read in full, and every malformed line refused by file and line, before any
 model is loaded. A folder holding records of another grid, or another text for a prompt id, is
@@ -25,7 +25,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import OutputFileError
+from ..errors import OutputFileError
 from .jsonl_file import JsonlContent, JsonlWriter, read_jsonl
 from .prompt_file import PromptItem, id_key
 from .records import check_same_prompts, is_generation_record, resume_difference, unique_records

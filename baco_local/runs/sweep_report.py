@@ -16,10 +16,10 @@ import numpy as np
 from rich import box
 from rich.table import Table
 
-from .metrics.evaluate import ModelSummary, PromptScores, summarise
-from .metrics.frontier import FrontierSummary, summarise_frontiers
-from .metrics.registry import Metric
-from .metrics.report import format_value
+from ..metrics.evaluate import ModelSummary, PromptScores, summarise
+from ..metrics.frontier import FrontierSummary, summarise_frontiers
+from ..metrics.registry import Metric
+from ..metrics.report import format_value
 from .sweep import OperatingPoint
 from .sweep_folder import finite_or_none
 
@@ -126,7 +126,7 @@ def summary_table(result: SweepResult) -> Table:
 
 def plot_sweep(result: SweepResult, path_for: Callable[[Metric, bool], Path]) -> list[Path]:
     """One plane per quality metric against the first of :data:`PLOT_DIVERSITY` that was measured."""
-    from .metrics.plot import plot_plane  # needs matplotlib (the eval extra)
+    from ..metrics.plot import plot_plane  # needs matplotlib (the eval extra)
 
     by_name = {m.name: m for m in result.metrics}
     x_metric = next((by_name[name] for name in PLOT_DIVERSITY if name in by_name), None)

@@ -1,0 +1,1 @@
+"""Known model pairs: the ``models.toml`` registry and fetching its files."""

@@ -1,0 +1,1 @@
+"""Model files: GGUF headers, tokenizer compatibility, memory needs and file identity."""

@@ -1,0 +1,1 @@
+"""Batch runs and sweeps: prompt files, output records, locks and run folders."""
