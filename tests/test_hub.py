@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants as hf_constants
 
-from baco_local import hub
+from baco_local.catalog import hub
 from baco_local.errors import DownloadError
 from baco_local.catalog.registry import ModelSource, load_registry
 from fake_hub import FakeHub

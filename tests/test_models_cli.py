@@ -15,7 +15,8 @@ import typer
 from typer.testing import CliRunner
 
 import baco_local
-from baco_local import memory, registry
+from baco_local.models import memory
+from baco_local.catalog import registry
 from baco_local.cli import models_cmd
 from baco_local.errors import DownloadError, MemoryBudgetError, ModelFileError, RegistryError
 from fake_hub import FakeHub
