@@ -53,11 +53,13 @@ def test_draft_keeps_caches_in_sync(engine) -> None:
         assert held[len(held) - 39:] == samples[0].tokens[:-1]
 
 
+@pytest.mark.parametrize("hot", [SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0), SamplingParams()],
+                         ids=["unfiltered", "defaults"])
 @pytest.mark.parametrize("router", ["p-punc", "random", "h-punc", "nudging"])
-def test_sampled_draft_gives_the_step_loop_tokens(engine, router: str) -> None:
+def test_sampled_draft_gives_the_step_loop_tokens(engine, router: str, hot: SamplingParams) -> None:
     """Draws are indexed by position and side, so drafting ahead (and discarding) changes nothing:
-    under sampling too, the tokens are the step loop's, for any draft length."""
-    hot = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
+    under sampling too, unfiltered and with the default filters, the tokens are the step loop's,
+    for any draft length."""
     for seed in range(0, 40, 4):
         step, _ = generate(engine, router, STEP, n=4, seed=seed, sampling=hot, max_tokens=24)
         for policy in (DraftPolicy(fixed_k=3), DraftPolicy(max_samples_for_adaptive=8)):

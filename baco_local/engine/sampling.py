@@ -5,13 +5,16 @@ most once, what routers and samplers ask of it: argmax, top-1 probability, entro
 normaliser. ``sample`` applies llama.cpp's sampler flags:
 
 - ``top_k`` (0 = off): keep the k most likely tokens;
-- ``top_p`` (1 = off): keep the most likely tokens until their probability under the model's full
-  next-token distribution reaches p;
-- ``min_p`` (0 = off): keep tokens at least ``min_p`` times as likely as the most likely one;
+- ``top_p`` (1 = off): then keep the most likely of those until their probability, renormalised
+  over the tokens top-k kept, reaches p;
+- ``min_p`` (0 = off): then keep tokens at least ``min_p`` times as likely as the most likely one;
 - ``temperature`` (0 = greedy): rescale the surviving logits, then draw.
 
-The three filters keep prefixes of the same ranking, so together they keep the shortest of the
-three prefixes; ``min_p`` is applied first because it needs only one comparison over the vocabulary.
+That is llama.cpp's default sampler chain (``common_params_sampling.samplers``: penalties, DRY,
+top-n-sigma, top-k, typical-p, top-p, min-p, XTC, temperature, then the draw; the stages baco does
+not have are off by default), and llama-cpp-python's ``Llama`` applies the same order. Each
+filter keeps a prefix of the same ranking. min-p's threshold is relative to the most likely token,
+which every filter keeps, so its prefix is found first, with one comparison over the vocabulary.
 """
 
 from __future__ import annotations
@@ -162,7 +165,7 @@ def mixture(base: Distribution, aligned: Distribution, weight: float, out: np.nd
 
 
 def _ranked_prefix(dist: Distribution, params: SamplingParams) -> np.ndarray:
-    """Token ids that survive top-k, top-p and min-p, most likely first."""
+    """Token ids that survive top-k, then top-p, then min-p (llama.cpp's order), most likely first."""
     logits = dist.logits
     n_vocab = logits.shape[0]
     k = params.top_k if 0 < params.top_k < n_vocab else n_vocab
@@ -176,10 +179,22 @@ def _ranked_prefix(dist: Distribution, params: SamplingParams) -> np.ndarray:
     else:
         return np.arange(n_vocab)
     ids = ids[np.argsort(-logits[ids], kind="stable")][:k]
-    if params.top_p < 1:
-        mass = np.cumsum(np.exp(logits[ids] - dist.max_logit, dtype=np.float64)) / dist.z
-        ids = ids[: int(np.searchsorted(mass, params.top_p)) + 1]
+    if params.top_p < 1 and ids.shape[0] > 1:
+        mass = np.cumsum(np.exp(logits[ids] - dist.max_logit, dtype=np.float64))
+        if mass[-2] < params.top_p * mass[-1]:
+            return ids  # top-p's normaliser is at least mass[-1], so it cuts nothing before the last id
+        normaliser = mass[-1] if ids.shape[0] == k else _top_k_normaliser(dist, k)
+        ids = ids[: int(np.searchsorted(mass, params.top_p * normaliser)) + 1]
     return ids
+
+
+def _top_k_normaliser(dist: Distribution, k: int) -> float:
+    """Sum of exp(logit - max logit) over the k most likely tokens (over all of them when k is off)."""
+    n_vocab = dist.logits.shape[0]
+    if k >= n_vocab:
+        return dist.z
+    top = np.partition(dist.logits, n_vocab - k)[n_vocab - k:]
+    return float(np.exp(top - dist.max_logit, dtype=np.float64).sum())
 
 
 def _nucleus_candidates(dist: Distribution, top_p: float) -> np.ndarray:
