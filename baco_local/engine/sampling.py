@@ -181,11 +181,23 @@ def _ranked_prefix(dist: Distribution, params: SamplingParams) -> np.ndarray:
     ids = ids[np.argsort(-logits[ids], kind="stable")][:k]
     if params.top_p < 1 and ids.shape[0] > 1:
         mass = np.cumsum(np.exp(logits[ids] - dist.max_logit, dtype=np.float64))
-        if mass[-2] < params.top_p * mass[-1]:
-            return ids  # top-p's normaliser is at least mass[-1], so it cuts nothing before the last id
-        normaliser = mass[-1] if ids.shape[0] == k else _top_k_normaliser(dist, k)
-        ids = ids[: int(np.searchsorted(mass, params.top_p * normaliser)) + 1]
+        ids = ids[: _top_p_length(dist, params, k, mass)]
     return ids
+
+
+def _top_p_length(dist: Distribution, params: SamplingParams, k: int, mass: np.ndarray) -> int:
+    """How many of the ranked ids (cumulative weights ``mass``) top-p keeps, its mass measured over
+    the k most likely tokens."""
+    n = mass.shape[0]
+
+    def cut(normaliser: float) -> int:
+        return min(int(np.searchsorted(mass, params.top_p * normaliser)), n - 1) + 1
+
+    if n == k:
+        return cut(mass[-1])
+    # Fewer than k ids: min-p cut the ranking first (or the nucleus search stopped early). The
+    # normaliser is at least mass[-1]; if top-p keeps all n even with that, it keeps all n.
+    return n if cut(mass[-1]) == n else cut(_top_k_normaliser(dist, k))
 
 
 def _top_k_normaliser(dist: Distribution, k: int) -> float:
