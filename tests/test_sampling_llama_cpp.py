@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from llama_cpp._internals import LlamaSampler, LlamaTokenDataArray
 
-from baco_local.engine.sampling import Distribution, SamplingParams, Scratch, _ranked_prefix
+from baco_local.engine.sampling import Distribution, SamplingParams, Scratch, _ranked_prefix, sample
 
 SETTINGS = [
     SamplingParams(),  # the defaults: top-k 40, top-p 0.95, min-p 0.05, temperature 0.8
@@ -29,8 +29,9 @@ SETTINGS = [
 ]
 
 
-def llama_cpp_kept(logits: np.ndarray, params: SamplingParams) -> list[int]:
-    """Token ids left after llama.cpp's top-k → top-p → min-p → temperature chain."""
+def llama_cpp_chain(logits: np.ndarray, params: SamplingParams) -> tuple[list[int], np.ndarray]:
+    """Token ids left after llama.cpp's top-k → top-p → min-p → temperature chain, and their
+    logits as the chain leaves them (what its final draw softmaxes)."""
     candidates = LlamaTokenDataArray(n_vocab=logits.shape[0])
     candidates.copy_logits(logits)
     chain = LlamaSampler()
@@ -40,9 +41,14 @@ def llama_cpp_kept(logits: np.ndarray, params: SamplingParams) -> list[int]:
         chain.add_min_p(params.min_p, 1)
         chain.add_temp(params.temperature)
         llama_cpp.llama_sampler_apply(chain.sampler, ctypes.byref(candidates.candidates))
-        return candidates.candidates_data.id[: candidates.candidates.size].tolist()
+        size = candidates.candidates.size
+        return candidates.candidates_data.id[:size].tolist(), np.array(candidates.candidates_data.logit[:size])
     finally:
         chain.close()
+
+
+def llama_cpp_kept(logits: np.ndarray, params: SamplingParams) -> list[int]:
+    return llama_cpp_chain(logits, params)[0]
 
 
 def baco_kept(logits: np.ndarray, params: SamplingParams) -> list[int]:
@@ -97,3 +103,19 @@ def test_top_p_is_measured_after_top_k() -> None:
     assert probs[:40].sum() < 0.95 and probs[39] >= 0.05 * probs[0]  # neither full-mass top-p nor min-p cuts
     assert len(llama_cpp_kept(row, SamplingParams())) == 37
     assert baco_kept(row, SamplingParams()) == list(range(37))
+
+
+@pytest.mark.parametrize("params", [SamplingParams(), SamplingParams(temperature=1.5, top_k=10, top_p=0.8, min_p=0.0)],
+                         ids=["defaults", "hot"])
+def test_draws_follow_llama_cpp_probabilities(params: SamplingParams) -> None:
+    """Temperature acts on what the filters kept: a draw in the middle of each token's share of
+    llama.cpp's final distribution (the softmax of the chain's output logits) picks that token."""
+    row = crafted_row()
+    ids, chain_logits = llama_cpp_chain(row, params)
+    probs = np.exp(chain_logits.astype(np.float64) - chain_logits.max())
+    probs /= probs.sum()
+    order = sorted(range(len(ids)), key=lambda i: -probs[i])
+    upper = np.cumsum(probs[order])
+    middles = upper - probs[order] / 2
+    d = Distribution(row, Scratch(row.shape[0]))
+    assert [sample(d, params, float(u)) for u in middles] == [ids[i] for i in order]
