@@ -11,7 +11,8 @@ Schema (see the shipped ``models.toml`` for real entries)::
     description = "..."                      # optional
     base_template = "User: {prompt}\\nAssistant:\\n"  # optional, must contain {prompt}
     router = "p-punc"                         # optional, a router name
-    gamma = 0.3                               # optional, the router's threshold
+    gamma = 0.3                               # optional, γ of the probability routers (p, p-punc, ...)
+    entropy_gamma = 3.0                       # optional, γ in nats of the entropy routers (h, h-punc)
     licence = "..."                           # optional
     note = "..."                              # optional
     [pairs.NAME.base]                         # required; so is [pairs.NAME.aligned]
@@ -37,7 +38,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import RegistryError, UsageError
 from ..engine.prompts import DEFAULT_BASE_TEMPLATE, check_base_template
-from ..engine.routers import DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
+from ..engine.routers import DEFAULT_ENTROPY_GAMMA, DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
 
 try:
     import tomllib
@@ -46,7 +47,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 ENV_VAR = "BACO_MODELS"
 
-_PAIR_KEYS = {"description", "base", "aligned", "base_template", "router", "gamma", "licence", "note"}
+_PAIR_KEYS = {"description", "base", "aligned", "base_template", "router", "gamma", "entropy_gamma", "licence", "note"}
 _SOURCE_KEYS = {"repo", "file", "revision", "path", "size_mb", "package"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -83,7 +84,8 @@ class PairEntry:
     aligned: ModelSource
     base_template: str = DEFAULT_BASE_TEMPLATE
     router: str = DEFAULT_ROUTER
-    gamma: float = DEFAULT_GAMMA
+    gamma: float = DEFAULT_GAMMA  # the probability routers' default γ
+    entropy_gamma: float = DEFAULT_ENTROPY_GAMMA  # the entropy routers' default γ, in nats
     description: str = ""
     licence: str = ""
     note: str = ""
@@ -204,9 +206,15 @@ def _build_entry(name: str, table: dict[str, Any], where: _Where) -> PairEntry:
     template = _typed(table, "base_template", str, where, DEFAULT_BASE_TEMPLATE)
     router = _typed(table, "router", str, where, DEFAULT_ROUTER)
     gamma = _typed(table, "gamma", (int, float), where, DEFAULT_GAMMA)
+    entropy_gamma = _typed(table, "entropy_gamma", (int, float), where, DEFAULT_ENTROPY_GAMMA)
     _check(where, "base_template", check_base_template, template)
-    policy = _check(where, "router", get_router, router)
-    _check(where, "gamma", policy.check_gamma, float(gamma))
+    _check(where, "router", get_router, router)
+    if not 0 <= gamma <= 1:
+        raise where.error(f"field 'gamma': the probability routers' γ is in [0, 1], got {gamma} "
+                          "(an entropy router's γ in nats goes in 'entropy_gamma')", key="gamma")
+    if not entropy_gamma >= 0:
+        raise where.error(f"field 'entropy_gamma': the entropy routers' γ is in nats (>= 0), got {entropy_gamma}",
+                          key="entropy_gamma")
     return PairEntry(
         name=name,
         base=_build_source(table["base"], "base", where),
@@ -214,6 +222,7 @@ def _build_entry(name: str, table: dict[str, Any], where: _Where) -> PairEntry:
         base_template=template,
         router=router.lower(),
         gamma=float(gamma),
+        entropy_gamma=float(entropy_gamma),
         description=_typed(table, "description", str, where, ""),
         licence=_typed(table, "licence", str, where, ""),
         note=_typed(table, "note", str, where, ""),

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..errors import UsageError
 from ..runs.jsonl_file import JsonlWriter, is_regular_output
 from ..runs.prompt_file import PromptItem, id_key, read_prompts, single_prompt
+from ..engine.backend import check_sequences
 from ..engine.prompts import Message
 from ..runs.records import GEN_HINT, ExistingOutput, check_resumable, prompt_record, read_existing
 from ..runs.run_lock import RunLock
@@ -39,6 +40,7 @@ def gen_command(
     """Generate N samples per prompt with a router, writing NoveltyBench-style JSONL."""
     if n < 1:
         raise typer.BadParameter("must be at least 1", param_hint="-n")
+    check_sequences(n)
     plan, settings = prepare_run(run)
     system = option_text(run, system, "--system")
     items = _prompts(prompt_file, prompt)
@@ -58,6 +60,8 @@ def gen_command(
         stack.callback(engine.pair.close)
         stack.callback(engine.close)
         messages_prefix = [Message("system", system)] if system else []
+        for item in todo:  # a prompt too long for the context is refused before any is generated
+            engine.check_prompt([*messages_prefix, Message("user", item.prompt)])
         with _progress() as progress:
             task = progress.add_task("generating", total=len(todo) * n, rate="")
             tokens, started = 0, time.perf_counter()

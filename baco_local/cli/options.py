@@ -18,7 +18,7 @@ from typing import Annotated, Any, Callable, Mapping, Optional, get_args
 
 import typer
 
-from ..engine.routers import DEFAULT_GAMMA, DEFAULT_ROUTER, ROUTERS
+from ..engine.routers import DEFAULT_ENTROPY_GAMMA, DEFAULT_GAMMA, DEFAULT_ROUTER, ROUTERS
 from ..engine.sampling import SamplingParams
 from .console import set_verbosity
 
@@ -61,8 +61,9 @@ RouterOpt = Annotated[Optional[str], typer.Option(
     "--router", "-r", help=f"Router: {', '.join(ROUTERS)} (default: the pair's, else {DEFAULT_ROUTER}).",
     rich_help_panel=ROUTING)]
 GammaOpt = Annotated[Optional[float], typer.Option(
-    "--gamma", "-g", help="Router threshold γ: a probability for p/p-punc/p-fc/nudging/random, nats for "
-    f"h/h-punc (default: the pair's, else {DEFAULT_GAMMA}).", rich_help_panel=ROUTING)]
+    "--gamma", "-g", help="Router threshold γ: a probability for p/p-punc/p-fc/nudging/random (default: the "
+    f"pair's gamma, else {DEFAULT_GAMMA}), nats for h/h-punc (default: the pair's entropy_gamma, else "
+    f"{DEFAULT_ENTROPY_GAMMA}).", rich_help_panel=ROUTING)]
 
 TempOpt = Annotated[float, typer.Option("--temp", help="Temperature (0 = greedy).", rich_help_panel=SAMPLING)]
 TopKOpt = Annotated[int, typer.Option("--top-k", help="Top-k (0 = off).", rich_help_panel=SAMPLING)]

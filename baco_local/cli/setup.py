@@ -23,7 +23,7 @@ from ..models.model_identity import model_identity
 from ..engine.pair import ModelPair, PairSpec
 from ..engine.prompts import DEFAULT_BASE_TEMPLATE, check_base_template, compile_chat_template
 from ..catalog.registry import load_registry
-from ..engine.routers import DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
+from ..engine.routers import DEFAULT_ENTROPY_GAMMA, DEFAULT_GAMMA, DEFAULT_ROUTER, get_router
 from .console import note
 from .options import DEFAULT_CTX, RANDOM_SEED, RunOptions
 from ..engine.sampling import SamplingParams
@@ -51,8 +51,9 @@ class ModelPlan:
     base_template: str
     chat_template: str | None
     default_router: str
-    default_gamma: float
+    default_gamma: float  # the probability routers'
     label: str  # e.g. "gemma-3-270m" or "base+aligned"
+    default_entropy_gamma: float = DEFAULT_ENTROPY_GAMMA  # the entropy routers' (h, h-punc), in nats
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ def plan_models(choice: ModelChoice) -> ModelPlan:
             raise UsageError("give either --pair or --base/--aligned, not both")
         entry = load_registry().get(choice.pair)
         template = check_base_template(choice.base_template or entry.base_template)
-        return ModelPlan(choice, template, chat_template, entry.router, entry.gamma, choice.pair)
+        return ModelPlan(choice, template, chat_template, entry.router, entry.gamma, choice.pair,
+                         entry.entropy_gamma)
     if choice.base is None or choice.aligned is None:
         raise UsageError("name the models: --base BASE.gguf --aligned ALIGNED.gguf, or --pair NAME")
     template = check_base_template(choice.base_template or DEFAULT_BASE_TEMPLATE)
@@ -166,9 +168,10 @@ def prepare_run(run: RunOptions) -> tuple[ModelPlan, GenerationSettings]:
         check_ctx_size(run.ctx_size)
     plan = plan_models(ModelChoice(run.base, run.aligned, run.pair, run.chat_template_file,
                                    option_text(run, run.base_template, "--base-template"), run.gpu_layers, run.yes))
+    router = get_router(run.router or plan.default_router)
     settings = GenerationSettings(
-        router=get_router(run.router or plan.default_router),
-        gamma=plan.default_gamma if run.gamma is None else run.gamma,
+        router=router,
+        gamma=router.default_gamma(plan.default_gamma, plan.default_entropy_gamma) if run.gamma is None else run.gamma,
         sampling=SamplingParams(temperature=run.temp, top_k=run.top_k, top_p=run.top_p, min_p=run.min_p),
         max_tokens=run.max_tokens,
         stop=tuple(option_text(run, stop, "--stop") for stop in run.stop or ()),

@@ -33,6 +33,7 @@ from ..metrics.likelihood import LikelihoodScorer
 from ..metrics.report import write_json
 from ..engine.pair import ModelPair
 from ..runs.prompt_file import PromptItem, id_key, read_prompts
+from ..engine.backend import check_sequences
 from ..engine.prompts import Message
 from ..runs.records import RESUME_KEYS, prompt_record
 from ..runs.sweep import BASELINES, KnobLists, OperatingPoint, Task, build_grid, pending_tasks
@@ -121,6 +122,7 @@ def sweep_command(
     """
     if n < 2:
         raise UsageError(f"-n must be at least 2 (diversity compares a prompt's samples), got {n}")
+    check_sequences(n)
     plan, shared = prepare_run(run)
     knobs = KnobLists(
         routers=parse_names(routers, "--routers"), gammas=parse_floats(gammas, "--gammas"),

@@ -21,7 +21,7 @@ from typing import Sequence
 import llama_cpp
 import numpy as np
 
-from ..errors import ContextOverflowError, DecodeError, ModelFileError
+from ..errors import ContextOverflowError, DecodeError, ModelFileError, UsageError
 from ..models.gguf_file import read_gguf
 
 # ggml log levels (ggml.h): NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5.
@@ -183,6 +183,18 @@ class LoadedModel:
             buffer = ctypes.create_string_buffer(n + 1)
             llama_cpp.llama_model_meta_val_str(self.model, key.encode(), buffer, len(buffer))
         return buffer.value.decode("utf-8", errors="replace")
+
+
+# llama.cpp's LLAMA_MAX_SEQ: the most sequences (n_seq_max) one context may hold. Every option that
+# asks for parallel sequences (-n today, --parallel later) is checked against it up front.
+MAX_SEQUENCES = 256
+
+
+def check_sequences(n: int, option: str = "-n") -> None:
+    """Refuse ``n`` parallel sequences that llama.cpp cannot hold in one context (UsageError)."""
+    if n > MAX_SEQUENCES:
+        raise UsageError(f"{option} {n} is more than llama.cpp's limit of {MAX_SEQUENCES} parallel sequences "
+                         f"per context (LLAMA_MAX_SEQ); use at most {MAX_SEQUENCES}")
 
 
 @dataclass(frozen=True)

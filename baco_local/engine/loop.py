@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .backend import ContextShape, SequenceContext, default_threads
+from .backend import ContextShape, SequenceContext, check_sequences, default_threads
 from ..errors import ContextOverflowError, UsageError
 from ..models.memory import check_ctx_size, effective_context, kv_cells
 from .pair import ModelPair
@@ -254,10 +254,18 @@ class Engine:
 
     # --- generation -----------------------------------------------------------------------
 
-    def generate(self, messages: Sequence[Message], n: int, settings: GenerationSettings) -> "Generation":
-        """Start generating ``n`` samples for a conversation; iterate the result for token events."""
+    def check_samples(self, n: int) -> None:
+        """Refuse ``n`` parallel samples that llama.cpp cannot decode: its sequence limit, and one
+        step's batch (a token per sample) against n_batch."""
         if n < 1:
             raise UsageError(f"-n must be at least 1, got {n}")
+        check_sequences(n)
+        if n > self.n_batch:
+            raise UsageError(f"-n {n} is more than the batch size n_batch={self.n_batch} (one token per sample "
+                             f"is decoded in each step); use at most {self.n_batch}")
+
+    def check_prompt(self, messages: Sequence[Message]) -> dict[Side, list[int]]:
+        """Both models' prompt tokens, refused (ContextOverflowError) where they leave the context no room."""
         prompts = {BASE: self.pair.base_prompt(messages), ALIGNED: self.pair.aligned_prompt(messages)}
         for side, tokens in prompts.items():
             if len(tokens) >= self.ctx_size:
@@ -265,6 +273,12 @@ class Engine:
                 raise ContextOverflowError(
                     f"the prompt is {len(tokens)} tokens for the {name} model but the context is "
                     f"{self.ctx_size}; raise --ctx-size or shorten the prompt")
+        return prompts
+
+    def generate(self, messages: Sequence[Message], n: int, settings: GenerationSettings) -> "Generation":
+        """Start generating ``n`` samples for a conversation; iterate the result for token events."""
+        self.check_samples(n)
+        prompts = self.check_prompt(messages)
         if settings.draft.applies_to(n) and settings.ensemble is None:
             from .speculative import DraftGeneration  # kept apart so this file stays the reference
 

@@ -83,6 +83,12 @@ def always_base(_: Signals) -> Side:
     return BASE
 
 
+DEFAULT_GAMMA = 0.3  # the probability routers' (p, p-punc, p-fc, random, nudging)
+# The entropy routers' (h, h-punc), in nats: where h-punc's base share on Gemma 3 270M is near
+# p-punc's at 0.3 (README, "Routers"; bench/entropy_gamma.py reproduces it).
+DEFAULT_ENTROPY_GAMMA = 3.0
+
+
 @dataclass(frozen=True)
 class Router:
     """A named routing policy: an optional content rule, then a logit rule."""
@@ -106,6 +112,10 @@ class Router:
         """Whether the logit rule reads the base model's entropy (the only costly statistic)."""
         return self.gamma_kind == "entropy"
 
+    def default_gamma(self, probability: float = DEFAULT_GAMMA, entropy: float = DEFAULT_ENTROPY_GAMMA) -> float:
+        """The γ this router runs at when none is given: ``entropy`` (nats) for h/h-punc, else ``probability``."""
+        return entropy if self.gamma_kind == "entropy" else probability
+
     def check_gamma(self, gamma: float) -> None:
         """Refuse a γ this router cannot use."""
         if self.gamma_kind == "probability" and not 0 <= gamma <= 1:
@@ -116,7 +126,6 @@ class Router:
 
 ROUTERS: dict[str, Router] = {}
 DEFAULT_ROUTER = "p-punc"  # the paper's best
-DEFAULT_GAMMA = 0.3
 
 
 def register(router: Router) -> Router:
