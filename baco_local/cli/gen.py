@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from contextlib import ExitStack, closing
@@ -15,6 +16,7 @@ from ..errors import UsageError
 from ..runs.jsonl_file import JsonlWriter, is_regular_output
 from ..runs.prompt_file import PromptItem, id_key, read_prompts, single_prompt
 from ..engine.prompts import Message
+from ..engine.seeds import SEED_RULE
 from ..runs.records import GEN_HINT, ExistingOutput, check_resumable, prompt_record, read_existing
 from ..runs.run_lock import RunLock
 from . import options as opt
@@ -47,7 +49,7 @@ def gen_command(
         resolved = resolve_run(plan, run)
         recorded = existing.settings[0] if existing and existing.settings else None
         settings = settle_seed(settings, run, recorded, output)
-        record_settings = settings_record(settings, resolved, n, system)
+        record_settings = {**settings_record(settings, resolved, n, system), "seed_rule": SEED_RULE}
         writer, done = _writer(output, existing, items, record_settings, stack)
         todo = [item for item in items if id_key(item.id) not in done]
         if done:
@@ -62,7 +64,8 @@ def gen_command(
             task = progress.add_task("generating", total=len(todo) * n, rate="")
             tokens, started = 0, time.perf_counter()
             for item in todo:
-                generation = engine.generate([*messages_prefix, Message("user", item.prompt)], n, settings)
+                generation = engine.generate([*messages_prefix, Message("user", item.prompt)], n,
+                                             dataclasses.replace(settings, prompt_key=id_key(item.id)))
                 for _event in generation:
                     tokens += 1
                     if tokens % 16 == 0:
