@@ -17,6 +17,7 @@ from ..runs.jsonl_file import JsonlWriter, is_regular_output
 from ..runs.prompt_file import PromptItem, id_key, read_prompts, single_prompt
 from ..engine.prompts import Message
 from ..engine.seeds import SEED_RULE
+from .shard import select_shard
 from ..runs.records import GEN_HINT, ExistingOutput, check_resumable, prompt_record, read_existing
 from ..runs.run_lock import RunLock
 from . import options as opt
@@ -35,6 +36,9 @@ def gen_command(
                                    "of samples, as in the OpenAI API and NoveltyBench; llama.cpp's -n is "
                                    "--max-tokens here).")] = 1,
     system: opt.SystemOpt = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Only the prompts of shard I of N "
+                                                 "(1..N, by a hash of the id; for Slurm arrays, then baco merge).",
+                                                 rich_help_panel=opt.PROMPTS)] = None,
     *,
     run: opt.RunOptions,
 ) -> None:
@@ -43,7 +47,7 @@ def gen_command(
         raise typer.BadParameter("must be at least 1", param_hint="-n")
     plan, settings = prepare_run(run)
     system = option_text(run, system, "--system")
-    items = _prompts(prompt_file, prompt)
+    items = select_shard(_prompts(prompt_file, prompt), shard)
     with ExitStack() as stack:
         existing = _lock_and_read(output, stack)
         resolved = resolve_run(plan, run)
