@@ -106,7 +106,7 @@ def test_a_bare_json_option_means_stdout() -> None:
 
 # --- help -------------------------------------------------------------------------------------------
 
-COMMAND_PATHS = [[], ["gen"], ["chat"], ["eval"], ["sweep"], ["models"], ["models", "list"], ["models", "pull"],
+COMMAND_PATHS = [[], ["gen"], ["chat"], ["eval"], ["sweep"], ["merge"], ["models"], ["models", "list"], ["models", "pull"],
                  ["models", "info"], ["models", "check"]]
 
 

@@ -210,7 +210,7 @@ def test_usage_errors_are_one_line(args: list[str], fragment: str) -> None:
 def test_help_lists_every_command() -> None:
     result = baco("--help")
     assert result.returncode == 0
-    for command in ("gen", "chat", "eval", "sweep", "models"):
+    for command in ("gen", "chat", "eval", "sweep", "merge", "models"):
         assert command in result.stdout
 
 

@@ -16,8 +16,8 @@ SHOWN_MISSING = 5
 
 
 def merge_command(
-    output: Annotated[Path, typer.Argument(help="The merged JSONL file (must not exist yet).")],
-    shards: Annotated[list[Path], typer.Argument(help="Shard outputs of baco gen --shard, or folders of them "
+    output: Annotated[Path, typer.Argument(metavar="OUT.jsonl", help="The merged JSONL file (must not exist yet).")],
+    shards: Annotated[list[Path], typer.Argument(metavar="SHARD.jsonl", help="Shard outputs of baco gen --shard, or folders of them "
                                                  "(their *.jsonl files).")],
     prompt_file: Annotated[Optional[Path], typer.Option(
         "--prompt-file", "-f", help="The prompts the shards ran on: records are written in its order, and "
