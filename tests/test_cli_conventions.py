@@ -145,7 +145,7 @@ def test_sweep_help_reads_as_one_paragraph_per_idea() -> None:
     listing = help_text()
     line = next(line for line in listing.splitlines() if "│ sweep" in line)
     after = listing.splitlines()[listing.splitlines().index(line) + 1]
-    assert "frontier." in line and "│ models" in after  # one line in the command list
+    assert "frontier." in line and "│ merge" in after  # one line in the command list
 
 
 # --- README tables --------------------------------------------------------------------------------
