@@ -106,7 +106,7 @@ def test_a_bare_json_option_means_stdout() -> None:
 
 # --- help -------------------------------------------------------------------------------------------
 
-COMMAND_PATHS = [[], ["gen"], ["chat"], ["eval"], ["sweep"], ["models"], ["models", "list"], ["models", "pull"],
+COMMAND_PATHS = [[], ["gen"], ["chat"], ["eval"], ["sweep"], ["merge"], ["models"], ["models", "list"], ["models", "pull"],
                  ["models", "info"], ["models", "check"]]
 
 
@@ -145,7 +145,7 @@ def test_sweep_help_reads_as_one_paragraph_per_idea() -> None:
     listing = help_text()
     line = next(line for line in listing.splitlines() if "│ sweep" in line)
     after = listing.splitlines()[listing.splitlines().index(line) + 1]
-    assert "frontier." in line and "│ models" in after  # one line in the command list
+    assert "frontier." in line and "│ merge" in after  # one line in the command list
 
 
 # --- README tables --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from test_gen_cli import assert_clean_error, baco, model_args, read_records
 from tiny_models import CONTEXT_LENGTH
 
+from baco_local.engine.seeds import sample_seed
 from baco_local.models.memory import kv_cells
 
 
@@ -106,7 +107,7 @@ def test_seed_minus_one_draws_a_seed_records_it_and_resumes_with_it(tiny_pair, t
     records = read_records(out)
     seed = records[0]["settings"]["seed"]
     assert isinstance(seed, int) and seed >= 0 and f"--seed {seed}" in first.stderr
-    assert [s["seed"] for s in records[0]["samples"]] == [seed, seed + 1]
+    assert [s["seed"] for s in records[0]["samples"]] == [sample_seed(seed, i, "1") for i in range(2)]
 
     again = gen(tiny_pair, "-f", str(prompts), "-n", "2", "--seed", str(seed))
     assert [json.loads(line)["generations"] for line in again.stdout.splitlines()] == \

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from tiny_models import write_large_sparse_model
 
+from baco_local.engine.seeds import sample_seed
+
 
 def baco(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess."""
@@ -60,7 +62,7 @@ def test_gen_writes_one_record_per_prompt(tiny_pair, prompts: Path, tmp_path: Pa
             assert set(sample["sources"]) <= {"A", "B"} and len(sample["sources"]) == sample["tokens"]
             assert sample["base_fraction"] == pytest.approx(sample["sources"].count("B") / sample["tokens"], abs=1e-4)
             assert sample["finish_reason"] in {"stop", "length"}
-        assert [s["seed"] for s in record["samples"]] == [4, 5, 6]
+        assert [s["seed"] for s in record["samples"]] == [sample_seed(4, i, str(record["id"])) for i in range(3)]
         settings = record["settings"]
         assert settings["sampling"] == {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
         assert settings["router"] == "p-punc" and settings["gamma"] == 0.3 and settings["n"] == 3
@@ -208,7 +210,7 @@ def test_usage_errors_are_one_line(args: list[str], fragment: str) -> None:
 def test_help_lists_every_command() -> None:
     result = baco("--help")
     assert result.returncode == 0
-    for command in ("gen", "chat", "eval", "sweep", "models"):
+    for command in ("gen", "chat", "eval", "sweep", "merge", "models"):
         assert command in result.stdout
 
 

@@ -22,6 +22,7 @@ from .console import error_line, stdout
 from .eval_cmd import STDOUT, eval_command
 from .gen import gen_command
 from .help import BacoCommand, BacoGroup
+from .merge_cmd import merge_command
 from .models_cmd import models_app
 from .sweep_cmd import sweep_command
 
@@ -49,6 +50,7 @@ app.command("gen", cls=BacoCommand)(gen_command)
 app.command("chat", cls=BacoCommand)(chat_command)
 app.command("eval", cls=BacoCommand)(eval_command)
 app.command("sweep", cls=BacoCommand)(sweep_command)
+app.command("merge", cls=BacoCommand)(merge_command)
 app.add_typer(models_app, name="models")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from contextlib import ExitStack, closing
@@ -16,6 +17,8 @@ from ..runs.jsonl_file import JsonlWriter, is_regular_output
 from ..runs.prompt_file import PromptItem, id_key, read_prompts, single_prompt
 from ..engine.backend import check_sequences
 from ..engine.prompts import Message
+from ..engine.seeds import SEED_RULE
+from .shard import select_shard
 from ..runs.records import GEN_HINT, ExistingOutput, check_resumable, prompt_record, read_existing
 from ..runs.run_lock import RunLock
 from . import options as opt
@@ -34,6 +37,9 @@ def gen_command(
                                    "of samples, as in the OpenAI API and NoveltyBench; llama.cpp's -n is "
                                    "--max-tokens here).")] = 1,
     system: opt.SystemOpt = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Only the prompts of shard I of N "
+                                                 "(1..N, by a hash of the id; for Slurm arrays, then baco merge).",
+                                                 rich_help_panel=opt.PROMPTS)] = None,
     *,
     run: opt.RunOptions,
 ) -> None:
@@ -43,13 +49,13 @@ def gen_command(
     check_sequences(n)
     plan, settings = prepare_run(run)
     system = option_text(run, system, "--system")
-    items = _prompts(prompt_file, prompt)
+    items = select_shard(_prompts(prompt_file, prompt), shard)
     with ExitStack() as stack:
         existing = _lock_and_read(output, stack)
         resolved = resolve_run(plan, run)
         recorded = existing.settings[0] if existing and existing.settings else None
         settings = settle_seed(settings, run, recorded, output)
-        record_settings = settings_record(settings, resolved, n, system)
+        record_settings = {**settings_record(settings, resolved, n, system), "seed_rule": SEED_RULE}
         writer, done = _writer(output, existing, items, record_settings, stack)
         todo = [item for item in items if id_key(item.id) not in done]
         if done:
@@ -66,7 +72,8 @@ def gen_command(
             task = progress.add_task("generating", total=len(todo) * n, rate="")
             tokens, started = 0, time.perf_counter()
             for item in todo:
-                generation = engine.generate([*messages_prefix, Message("user", item.prompt)], n, settings)
+                generation = engine.generate([*messages_prefix, Message("user", item.prompt)], n,
+                                             dataclasses.replace(settings, prompt_key=id_key(item.id)))
                 for _event in generation:
                     tokens += 1
                     if tokens % 16 == 0:

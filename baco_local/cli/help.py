@@ -7,16 +7,24 @@ argument names in the usage line. Here flags show no type and arguments read as 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+_LIST_TYPE = re.compile(r"<list\[(\w+)\]>")
+
 
 def _tidy(params: list[Any]) -> None:
-    """No type column for flags (``--yes``, ``--no-draft``, ``--help``)."""
+    """No type column for flags (``--yes``, ``--no-draft``, ``--help``); ``<path>...`` rather than
+    ``<list[Path]>`` for an argument that takes several values."""
     for param in params:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
+        elif isinstance(param, TyperArgument) and param.nargs != 1 and "display_type_rich" not in vars(param):
+            shown = param.display_type_rich
+            param.display_type_rich = lambda ctx, shown=shown: _LIST_TYPE.sub(
+                lambda m: f"<{m.group(1).lower()}>...", shown(ctx))
 
 
 class _TidyHelp:

@@ -70,7 +70,7 @@ TopKOpt = Annotated[int, typer.Option("--top-k", help="Top-k (0 = off).", rich_h
 TopPOpt = Annotated[float, typer.Option("--top-p", help="Top-p (1 = off).", rich_help_panel=SAMPLING)]
 MinPOpt = Annotated[float, typer.Option("--min-p", help="Min-p (0 = off).", rich_help_panel=SAMPLING)]
 SeedOpt = Annotated[int, typer.Option("--seed", "-s", help="Random seed (-1 = random, recorded in the output); "
-                                      "sample i uses seed + i.", rich_help_panel=SAMPLING)]
+                                      "sample i of a prompt uses a hash of seed, prompt id and i.", rich_help_panel=SAMPLING)]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", "--n-predict", help="Most tokens generated per sample.",
                                            rich_help_panel=SAMPLING)]
 StopOpt = Annotated[Optional[list[str]], typer.Option("--stop", help="Stop string (repeatable; \\n and other "

@@ -31,6 +31,7 @@ from ..models.memory import check_ctx_size, effective_context, kv_cells
 from .pair import ModelPair
 from .prompts import Message
 from .routers import ALIGNED, BASE, Router, Side, Signals
+from .seeds import sample_seed
 from .sampling import MASKED_LOGIT, Distribution, SamplingParams, Scratch, mixture, sample
 
 SIDES: tuple[Side, Side] = (BASE, ALIGNED)
@@ -80,6 +81,7 @@ class GenerationSettings:
     seed: int = 0
     draft: DraftPolicy = DraftPolicy()
     ensemble: float | None = None  # sample from w·P_base + (1 − w)·P_aligned instead of routing
+    prompt_key: str | None = None  # the prompt's id: per-sample seeds by the hash rule of engine/seeds.py
 
     def __post_init__(self) -> None:
         self.router.check_gamma(self.gamma)
@@ -171,11 +173,6 @@ class _SequenceState:
                 spans.append((side, piece))
             begin, index = stop, index + 1
         return tuple(spans)
-
-
-def sample_seed(seed: int, index: int) -> int:
-    """The seed recorded for sample ``index`` of a run seeded with ``seed``."""
-    return seed + index
 
 
 class _DrawStreams:
@@ -298,7 +295,7 @@ class Generation:
         self._holdback = max((len(s) for s in settings.stop), default=1) - 1
         self.states = []
         for index in range(n):
-            seed = sample_seed(settings.seed, index)
+            seed = sample_seed(settings.seed, index, settings.prompt_key)
             positions = {side: len(prompts[side]) for side in SIDES}
             self.states.append(_SequenceState(index, seed, _DrawStreams(seed), positions))
         self._started = False

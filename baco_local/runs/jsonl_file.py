@@ -90,6 +90,11 @@ def _parse(raw: bytes) -> Any:
         return None
 
 
+def record_line(record: dict[str, Any]) -> str:
+    """One record as the line baco writes for it (UTF-8 text, not ASCII escapes; ends in a newline)."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
 class JsonlWriter:
     """Appends one record per line to a file (or to a stream such as stdout), durably."""
 
@@ -118,7 +123,7 @@ class JsonlWriter:
 
     def write(self, record: dict[str, Any]) -> None:
         """Write one whole line and make it durable."""
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+        line = record_line(record)
         if self.path is None:
             if self._stream is not None:
                 self._stream.write(line)

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 from ..errors import OutputFileError
 from .jsonl_file import JsonlContent, read_jsonl
 from ..engine.loop import Sample
+from ..engine.seeds import OLD_SEED_RULE
 from ..models.model_identity import describe_identity
 from .prompt_file import PromptItem, id_key
 
@@ -144,6 +145,10 @@ def check_resumable(path: Path, existing: ExistingOutput, settings: dict[str, An
                     items: Iterable[PromptItem]) -> None:
     """Refuse to append to a file written by another run: other settings, models or prompts."""
     for recorded in existing.settings:
+        rule = recorded.get("seed_rule", OLD_SEED_RULE)
+        if "seed_rule" in settings and rule != settings["seed_rule"]:
+            raise OutputFileError(f"{path} was written with another seed rule ({rule!r}; this baco uses "
+                                  f"{settings['seed_rule']!r}), so a rerun cannot continue it; {GEN_HINT} to start a new run")
         difference = resume_difference(recorded, settings)
         if difference:
             raise OutputFileError(f"{path} holds a run with different {difference}; {GEN_HINT} to start a new run")
