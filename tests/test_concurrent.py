@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from baco_local import Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
-from baco_local.engine.concurrent import ChoiceCache, Concurrency, PairDecoder, ThreadPlan, parse_thread_split
+from baco_local.engine.concurrent import ChoiceCache, Concurrency, PairDecoder, ThreadPlan
 from baco_local.engine.loop import DraftPolicy
 from baco_local.engine.routers import ALIGNED, BASE
 from baco_local.engine.sampling import SamplingParams
@@ -149,11 +152,51 @@ def test_thread_plans_and_splits():
     assert ThreadPlan.from_options(3) == ThreadPlan(sequential=(3, 3), concurrent=(1, 2))
     assert ThreadPlan.from_options(1) == ThreadPlan(sequential=(1, 1), concurrent=(1, 1))
     assert ThreadPlan.from_options(4, 3, 1) == ThreadPlan(sequential=(3, 1), concurrent=(3, 1))
-    assert parse_thread_split("2,1") == (2, 1)
-    for bad in ("2", "a,b", "0,1", "1,2,3"):
-        with pytest.raises(UsageError):
-            parse_thread_split(bad)
     with pytest.raises(UsageError):
         ThreadPlan.from_options(2, 0)
     with pytest.raises(UsageError):
         Concurrency("sometimes", ThreadPlan.from_options(2), None)
+
+
+def _gen(tiny_pair, tmp_path, out_name, *extra):
+    base, aligned = tiny_pair
+    out = tmp_path / out_name
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-m", "baco_local", "gen", "-p", "Tell me a story", "--base", str(base),
+                             "--aligned", str(aligned), "-n", "2", "--no-draft", "--max-tokens", "12", "--temp", "0.8",
+                             "-o", str(out), *extra], capture_output=True, text=True, timeout=120, env=env)
+    return result, out
+
+
+def test_gen_records_the_mode_and_gives_the_same_tokens_in_every_mode(tiny_pair, tmp_path):
+    records = {}
+    for mode in ("off", "on", "auto"):
+        result, out = _gen(tiny_pair, tmp_path, f"{mode}.jsonl", "--concurrency", mode, "--threads", "2")
+        assert result.returncode == 0, result.stderr
+        records[mode] = json.loads(out.read_text().splitlines()[0])
+    tokens = {mode: [s["tokens"] for s in r["samples"]] for mode, r in records.items()}
+    assert tokens["on"] == tokens["off"] == tokens["auto"]
+    ran = records["on"]["settings"]["concurrency"]
+    assert ran["asked"] == "on" and ran["chosen"]["multi"]["mode"] == "on"
+    assert ran["threads"] == {"sequential": [2, 2], "concurrent": [1, 1]}
+    auto = records["auto"]["settings"]["concurrency"]["chosen"]["multi"]
+    assert auto["source"] == "measured"
+    assert len(json.loads((tmp_path / "cache" / "baco" / "concurrency.json").read_text())) == 1
+    # The mode never changes tokens, so a rerun in another mode resumes the same file.
+    result, _ = _gen(tiny_pair, tmp_path, "off.jsonl", "--concurrency", "on", "--threads", "2")
+    assert result.returncode == 0, result.stderr
+    result, out = _gen(tiny_pair, tmp_path, "pinned.jsonl", "--concurrency", "auto", "--threads", "2",
+                       "--threads-base", "1", "--threads-aligned", "2")
+    assert result.returncode == 0, result.stderr
+    pinned = json.loads(out.read_text())["settings"]["concurrency"]
+    assert pinned["threads"] == {"sequential": [1, 2], "concurrent": [1, 2]}
+    assert pinned["chosen"]["multi"]["source"] == "measured"  # other threads: measured again
+
+
+@pytest.mark.parametrize("args, fragment", [(["--concurrency", "sometimes"], "--concurrency must be one of"),
+                                            (["--threads-base", "0"], "--threads-base must be at least 1")])
+def test_bad_concurrency_options_are_one_line(tiny_pair, tmp_path, args, fragment):
+    result, _ = _gen(tiny_pair, tmp_path, "x.jsonl", *args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], result.stderr

@@ -52,16 +52,10 @@ class ThreadPlan:
                    concurrent=(base or half, aligned or max(1, threads - half)))
 
 
-def parse_thread_split(text: str) -> tuple[int, int]:
-    """``"A,B"`` (base, aligned threads) as two positive integers."""
-    parts = text.split(",")
-    try:
-        base, aligned = (int(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"-t A,B wants two thread counts (base,aligned), got {text!r}") from None
-    if base < 1 or aligned < 1:
-        raise UsageError(f"thread counts must be at least 1, got {text!r}")
-    return base, aligned
+def check_mode(mode: str) -> None:
+    """Refuse a --concurrency value that is not auto, on or off."""
+    if mode not in MODES:
+        raise UsageError(f"--concurrency must be one of {', '.join(MODES)}, got {mode!r}")
 
 
 def batch_class(n_seq: int) -> str:
@@ -190,8 +184,7 @@ class Concurrency:
     """An engine's concurrency setting: the mode asked for, the thread plan, and what ``auto`` chose."""
 
     def __init__(self, mode: str, plan: ThreadPlan, cache: ChoiceCache | None) -> None:
-        if mode not in MODES:
-            raise UsageError(f"--concurrency must be one of {', '.join(MODES)}, got {mode!r}")
+        check_mode(mode)
         self.mode = mode
         self.plan = plan
         self.cache = cache
@@ -241,6 +234,15 @@ class Concurrency:
         return {"asked": self.mode, "threads": {"sequential": list(self.plan.sequential),
                                                 "concurrent": list(self.plan.concurrent)},
                 "chosen": {klass: dict(entry) for klass, entry in self.chosen.items()}}
+
+    def summary(self) -> str:
+        """One line for /stats: the mode asked for, what ran per batch class, and the threads."""
+        chosen = ", ".join(f"{klass} {e['mode']}" + (f" ({e['source']}: {e['concurrent_ms']:g} ms at once vs "
+                                                     f"{e['sequential_ms']:g} ms in turn)" if "concurrent_ms" in e else "")
+                           for klass, e in self.chosen.items())
+        return (f"concurrency {self.mode}" + (f": {chosen}" if chosen else "") +
+                f" · threads base/aligned {self.plan.sequential[0]}/{self.plan.sequential[1]} in turn, "
+                f"{self.plan.concurrent[0]}/{self.plan.concurrent[1]} at once")
 
     def close(self) -> None:
         """Stop the worker thread."""
