@@ -193,6 +193,7 @@ def test_commands_change_the_next_reply(pair) -> None:
     assert "router aligned · γ 1" in stats and "last reply: 12 tokens" in stats and "0% base" in stats
     assert "session: 2 replies · 24 tokens · 50% base" in stats
     assert "base model:" in stats and "aligned model:" in stats and "tok/s" in stats
+    assert "concurrency off" in stats and "threads base/aligned 1/1 in turn" in stats
     run_command(session, "/temp 0")
     assert session.settings.sampling.temperature == 0
     run_command(session, "/system Be kind.")

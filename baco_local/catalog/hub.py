@@ -121,6 +121,11 @@ def package_file(module_name: str, *, assemble: bool) -> Path | None:
     return target
 
 
+def baco_cache_dir() -> Path:
+    """baco's own cache folder (``$XDG_CACHE_HOME/baco``, else ``~/.cache/baco``)."""
+    return _baco_cache()
+
+
 def _baco_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "baco"
 

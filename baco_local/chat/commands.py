@@ -167,7 +167,8 @@ def _load(session: ChatSession, argument: str) -> CommandResult:
 
 
 def _stats(session: ChatSession, _argument: str) -> CommandResult:
-    return _say(session.describe_settings(), *session.stats.lines(), session.context_usage())
+    return _say(session.describe_settings(), *session.stats.lines(), session.context_usage(),
+                session.engine.concurrency.summary())
 
 
 def _help(_session: ChatSession, _argument: str) -> CommandResult:

@@ -80,7 +80,8 @@ def gen_command(
                         rate = tokens / max(time.perf_counter() - started, 1e-9)
                         progress.update(task, rate=f"{rate:.1f} tok/s")
                 finished = generation.samples
-                writer.write(prompt_record(item, record_settings["model"], finished, record_settings))
+                ran = {**record_settings, "concurrency": engine.concurrency.describe()}  # never changes tokens
+                writer.write(prompt_record(item, record_settings["model"], finished, ran))
                 progress.advance(task, n)
 
 

@@ -91,6 +91,16 @@ GpuLayersOpt = Annotated[int, typer.Option("--gpu-layers", "-ngl", help="Layers 
                                            "per model (-1 = all; needs a Metal/CUDA build).", rich_help_panel=RUNTIME)]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", "-t", help="CPU threads (default: all, at most 8).",
                                                    rich_help_panel=RUNTIME)]
+ConcurrencyOpt = Annotated[str, typer.Option(
+    "--concurrency", help="Decode the two models of a step at the same time: on, off, or auto (measure both "
+    "once per model files and threads, remembered in baco's cache folder). Never changes the tokens.",
+    rich_help_panel=RUNTIME)]
+ThreadsBaseOpt = Annotated[Optional[int], typer.Option(
+    "--threads-base", help="CPU threads of the base model's context (default: --threads one at a time, half "
+    "of it when both decode at once).", show_default=False, rich_help_panel=RUNTIME)]
+ThreadsAlignedOpt = Annotated[Optional[int], typer.Option(
+    "--threads-aligned", help="CPU threads of the aligned model's context (default: as --threads-base).",
+    show_default=False, rich_help_panel=RUNTIME)]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show llama.cpp's own log on stderr.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No memory estimate, notes or progress bars on stderr.")]
 
@@ -127,6 +137,9 @@ class RunOptions:
     ignore_memory: bool
     verbose: bool
     quiet: bool
+    concurrency: str = "auto"
+    threads_base: int | None = None
+    threads_aligned: int | None = None
     router: str | None = None  # not offered by sweep, which sweeps routers itself
     gamma: float | None = None
 
@@ -140,6 +153,8 @@ _SAMPLING_OPTIONS = [("temp", TempOpt, DEFAULT_TEMP), ("top_k", TopKOpt, DEFAULT
                      ("stop", StopOpt, None)]
 _RUNTIME_OPTIONS = [("draft", DraftOpt, None), ("no_draft", NoDraftOpt, False), ("ctx_size", CtxSizeOpt, None),
                     ("gpu_layers", GpuLayersOpt, 0), ("threads", ThreadsOpt, None),
+                    ("threads_base", ThreadsBaseOpt, None), ("threads_aligned", ThreadsAlignedOpt, None),
+                    ("concurrency", ConcurrencyOpt, "auto"),
                     ("ignore_memory", IgnoreMemoryOpt, False)]
 _OUTPUT_OPTIONS = [("verbose", VerboseOpt, False), ("quiet", QuietOpt, False)]
 

@@ -17,6 +17,7 @@ from typing import Any, Mapping, overload
 
 from ..errors import ChatTemplateError, UsageError
 from .escapes import process_escapes
+from ..engine.concurrent import ChoiceCache, ThreadPlan, check_mode
 from ..engine.loop import DraftPolicy, Engine, GenerationSettings
 from ..models.memory import check_ctx_size, kv_cells
 from ..models.model_identity import model_identity
@@ -166,6 +167,8 @@ def prepare_run(run: RunOptions) -> tuple[ModelPlan, GenerationSettings]:
         raise UsageError("give --draft K or --no-draft, not both")
     if run.ctx_size is not None:
         check_ctx_size(run.ctx_size)
+    check_mode(run.concurrency)
+    ThreadPlan.from_options(run.threads or 1, run.threads_base, run.threads_aligned)  # checks the counts
     plan = plan_models(ModelChoice(run.base, run.aligned, run.pair, run.chat_template_file,
                                    option_text(run, run.base_template, "--base-template"), run.gpu_layers, run.yes))
     router = get_router(run.router or plan.default_router)
@@ -219,6 +222,7 @@ def open_engine(resolved: ResolvedChoice, run: RunOptions, n_seq: int) -> Engine
     With GPU offload the limit that matters is the GPU's, which this check does not know: it only
     prints the estimate then.
     """
+    from ..catalog.hub import baco_cache_dir
     from .models_cmd import check_memory_for_run
 
     spec = resolved.spec
@@ -226,4 +230,6 @@ def open_engine(resolved: ResolvedChoice, run: RunOptions, n_seq: int) -> Engine
     offloaded = spec.base_gpu_layers != 0 or spec.aligned_gpu_layers != 0
     check_memory_for_run(spec.base_path, spec.aligned_path, n_cells=kv_cells(ctx_size, n_seq, run.max_tokens),
                          n_seq=n_seq, ignore_limit=run.ignore_memory or offloaded)
-    return Engine(ModelPair(spec), ctx_size=ctx_size, threads=run.threads)
+    return Engine(ModelPair(spec), ctx_size=ctx_size, threads=run.threads, concurrency=run.concurrency,
+                  threads_base=run.threads_base, threads_aligned=run.threads_aligned,
+                  choice_cache=ChoiceCache(baco_cache_dir() / "concurrency.json"))

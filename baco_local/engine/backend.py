@@ -292,6 +292,10 @@ class SequenceContext:
         pointer = llama_cpp.llama_get_logits_ith(self.ctx, self._rows[row])
         return np.ctypeslib.as_array(pointer, shape=(self.model.n_vocab,))
 
+    def set_threads(self, n_threads: int) -> None:
+        """Use ``n_threads`` llama.cpp threads for this context's next decodes."""
+        llama_cpp.llama_set_n_threads(self.ctx, n_threads, n_threads)
+
     def copy_sequence(self, source: int, target: int) -> None:
         """Share ``source``'s cached tokens with ``target`` (no recomputation)."""
         llama_cpp.llama_memory_seq_cp(self.memory, source, target, -1, -1)

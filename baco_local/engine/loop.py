@@ -26,6 +26,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .backend import ContextShape, SequenceContext, check_sequences, default_threads
+from .concurrent import ChoiceCache, Concurrency, ThreadPlan
 from ..errors import ContextOverflowError, UsageError
 from ..models.memory import check_ctx_size, effective_context, kv_cells
 from .pair import ModelPair
@@ -201,12 +202,15 @@ class Engine:
     """Runs BACo generations on a loaded pair, keeping one context per model between runs."""
 
     def __init__(self, pair: ModelPair, *, ctx_size: int = 4096, threads: int | None = None,
-                 n_batch: int = 512) -> None:
+                 n_batch: int = 512, concurrency: str = "off", threads_base: int | None = None,
+                 threads_aligned: int | None = None, choice_cache: ChoiceCache | None = None) -> None:
         check_ctx_size(ctx_size)
         self.pair = pair
         self.ctx_size = effective_context(ctx_size, pair.base.summary, pair.aligned.summary)
         self.threads = threads or default_threads()
         self.n_batch = n_batch
+        self.concurrency = Concurrency(concurrency, ThreadPlan.from_options(self.threads, threads_base, threads_aligned),
+                                       choice_cache)
         self.contexts: dict[Side, SequenceContext] = {}
         self.held: dict[Side, list[int]] = {BASE: [], ALIGNED: []}  # what sequence 0 holds
         self._scratch = {BASE: Scratch(pair.base.n_vocab), ALIGNED: Scratch(pair.aligned.n_vocab)}
@@ -217,6 +221,7 @@ class Engine:
         for context in self.contexts.values():
             context.close()
         self.contexts = {}
+        self.concurrency.close()
 
     # --- contexts -------------------------------------------------------------------------
 
@@ -232,6 +237,34 @@ class Engine:
         self.contexts = {BASE: SequenceContext(self.pair.base, shape),
                          ALIGNED: SequenceContext(self.pair.aligned, shape)}
         self.held = {BASE: [], ALIGNED: []}
+
+    def prepare_decoding(self, n_seq: int, max_tokens: int, *, overlap: bool = True) -> str:
+        """Make the contexts for ``n_seq`` sequences and settle the concurrency mode ("on" or "off");
+        under ``auto`` this measures both modes once per batch class (see concurrent.py).
+        ``overlap=False`` (draft-and-verify, whose decodes are one model at a time) is always "off"."""
+        self._ensure_contexts(n_seq, max_tokens)
+        contexts = (self.contexts[BASE], self.contexts[ALIGNED])
+        if not overlap:
+            return self.concurrency.sequential(contexts)
+        paths = (self.pair.base.path, self.pair.aligned.path)
+        return self.concurrency.prepare(contexts, paths, n_seq,
+                                        (self._throwaway_batch(BASE, n_seq), self._throwaway_batch(ALIGNED, n_seq)))
+
+    def _throwaway_batch(self, side: Side, n_seq: int) -> Callable[[SequenceContext], None]:
+        """A decode of one token per sequence after what each holds, removed again (for timing);
+        it runs before the prompt is decoded, which re-decodes the prompt's last token anyway."""
+        token = (self.pair.base if side == BASE else self.pair.aligned).info.bos or 0
+
+        def run(context: SequenceContext) -> None:
+            for seq in range(1, n_seq):
+                context.truncate(seq, 0)
+            start = len(self.held[side])
+            context.truncate(0, start)
+            context.decode([token] * n_seq, [start] + [0] * (n_seq - 1), range(n_seq), [True] * n_seq)
+            context.truncate(0, start)
+            for seq in range(1, n_seq):
+                context.truncate(seq, 0)
+        return run
 
     def _prefill(self, side: Side, prompt: list[int], n_seq: int) -> None:
         """Make sequence 0 hold ``prompt`` (reusing the common prefix), then share it."""
@@ -286,6 +319,8 @@ class Engine:
 class Generation:
     """One prompt's N samples, produced step by step. Iterate it for :class:`TokenEvent` s."""
 
+    overlaps_decodes = True  # each step decodes both contexts: they may run at the same time
+
     def __init__(self, engine: Engine, prompts: dict[Side, list[int]], n: int,
                  settings: GenerationSettings) -> None:
         self.engine = engine
@@ -311,7 +346,7 @@ class Generation:
             raise RuntimeError("a Generation can be iterated only once")
         self._started = True
         engine = self.engine
-        engine._ensure_contexts(len(self.states), self.settings.max_tokens)
+        engine.prepare_decoding(len(self.states), self.settings.max_tokens, overlap=self.overlaps_decodes)
         for side in SIDES:
             engine._prefill(side, self.prompts[side], len(self.states))
         yield from self._run()
@@ -412,10 +447,13 @@ class Generation:
     def _decode(self, states: list[_SequenceState]) -> dict[Side, list[int]]:
         """Append each live sequence's new token in both contexts: one batch per model (step 6)."""
         rows: dict[Side, list[int]] = {BASE: [0] * len(self.states), ALIGNED: [0] * len(self.states)}
+        tokens, seqs = [s.tokens[-1] for s in states], [s.index for s in states]
+
+        def job(side: Side) -> Callable[[], None]:
+            return lambda: self.engine.contexts[side].decode(tokens, [s.positions[side] for s in states], seqs,
+                                                             [True] * len(states))
+        self.engine.concurrency.decoder.run(job(BASE), job(ALIGNED))  # both at once when the mode says so
         for side in SIDES:
-            context = self.engine.contexts[side]
-            context.decode([s.tokens[-1] for s in states], [s.positions[side] for s in states],
-                           [s.index for s in states], [True] * len(states))
             for row, state in enumerate(states):
                 state.positions[side] += 1
                 rows[side][state.index] = row

@@ -60,6 +60,8 @@ def _other(side: Side) -> Side:
 class DraftGeneration(Generation):
     """A Generation whose tokens are produced by draft-and-verify rounds."""
 
+    overlaps_decodes = False  # drafts and verifications decode one model at a time
+
     def _run(self) -> Iterator[TokenEvent]:
         policy = self.settings.draft
         # Draft lengths per sample and writer: the two models keep the pen for very different spells.

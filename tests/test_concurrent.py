@@ -1,0 +1,202 @@
+"""Both decodes of a step at once (engine/concurrent.py) on the tiny pair through real llama.cpp."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from baco_local import Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
+from baco_local.engine.concurrent import ChoiceCache, Concurrency, PairDecoder, ThreadPlan
+from baco_local.engine.loop import DraftPolicy
+from baco_local.engine.routers import ALIGNED, BASE
+from baco_local.engine.sampling import SamplingParams
+from baco_local.errors import DecodeError, UsageError
+
+PROMPT = [Message("user", "Tell me a story about the cat")]
+STEP_LOOP = DraftPolicy(enabled=False)
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_pair):
+    loaded = ModelPair(PairSpec(*tiny_pair))
+    yield loaded
+    loaded.close()
+
+
+def _engine(pair, mode, **kwargs):
+    return Engine(pair, ctx_size=256, threads=2, concurrency=mode, **kwargs)
+
+
+def _run(engine, router, n, sampling, draft=STEP_LOOP, seed=3):
+    settings = GenerationSettings(get_router(router), 0.3, sampling, 24, (), seed, draft)
+    generation = engine.generate(PROMPT, n, settings)
+    list(generation)
+    return [(s.tokens, s.sources, s.finish_reason) for s in generation.samples]
+
+
+@pytest.mark.parametrize("router", ["p-punc", "h", "fc", "aligned", "base", "random"])
+def test_concurrent_and_sequential_give_the_same_tokens(pair, router):
+    sequential, concurrent = _engine(pair, "off"), _engine(pair, "on")
+    try:
+        for sampling in (SamplingParams(temperature=0), SamplingParams(temperature=1.0)):
+            for n in (1, 3):
+                for draft in (STEP_LOOP, DraftPolicy()):
+                    want = _run(sequential, router, n, sampling, draft)
+                    assert _run(concurrent, router, n, sampling, draft) == want, (sampling, n, draft)
+        assert concurrent.concurrency.describe()["chosen"]["multi"]["mode"] == "on"
+        # Both contexts stay in sync: the next prompt reuses what sequence 0 holds in each.
+        assert concurrent.held == sequential.held
+        assert _run(concurrent, router, 2, SamplingParams(temperature=0)) == \
+            _run(sequential, router, 2, SamplingParams(temperature=0))
+    finally:
+        sequential.close()
+        concurrent.close()
+
+
+def test_both_decodes_really_run_on_two_threads(pair):
+    engine = _engine(pair, "on")
+    seen: set[str] = set()
+    try:
+        _run(engine, "p-punc", 1, SamplingParams(temperature=0))
+        contexts = engine.contexts
+        originals = {side: contexts[side].decode for side in (BASE, ALIGNED)}
+        for side in (BASE, ALIGNED):
+            def spy(*args, _side=side, **kwargs):
+                seen.add(f"{_side}:{threading.current_thread().name.startswith('baco-decode')}")
+                return originals[_side](*args, **kwargs)
+            contexts[side].decode = spy
+        _run(engine, "p-punc", 1, SamplingParams(temperature=0))
+    finally:
+        engine.close()
+    assert f"{BASE}:True" in seen and f"{ALIGNED}:False" in seen  # base on the worker, aligned here
+
+
+def test_an_error_in_one_decode_is_raised_once_after_both_finish():
+    decoder = PairDecoder()
+    decoder.concurrent = True
+    finished = threading.Event()
+
+    def slow_ok():
+        threading.Event().wait(0.05)
+        finished.set()
+
+    def failing():
+        raise DecodeError("aligned broke")
+
+    with pytest.raises(DecodeError, match="aligned broke"):
+        decoder.run(slow_ok, failing)
+    assert finished.is_set()  # the other decode was joined before the error surfaced
+    with pytest.raises(DecodeError, match="base broke"):
+        decoder.run(lambda: (_ for _ in ()).throw(DecodeError("base broke")), lambda: None)
+    decoder.close()
+
+
+def test_a_real_llama_cpp_failure_in_a_concurrent_step(pair):
+    engine = _engine(pair, "on")
+    try:
+        _run(engine, "p-punc", 1, SamplingParams(temperature=0))
+        held = list(engine.held[ALIGNED])
+        base_ctx, aligned_ctx = engine.contexts[BASE], engine.contexts[ALIGNED]
+        # A position far past what sequence 0 holds: llama.cpp itself refuses the batch.
+        with pytest.raises(DecodeError, match="aligned|tiny|decode failed"):
+            engine.concurrency.decoder.run(lambda: None, lambda: aligned_ctx.decode([1], [200], [0], [True]))
+        assert engine.held[ALIGNED] == held
+        # The engine still works afterwards, and gives the sequential mode's tokens.
+        want = _run(_engine(pair, "off"), "p-punc", 1, SamplingParams(temperature=0))
+        assert _run(engine, "p-punc", 1, SamplingParams(temperature=0)) == want
+        assert base_ctx.ctx
+    finally:
+        engine.close()
+
+
+def test_auto_measures_once_then_uses_the_cached_choice(pair, tmp_path):
+    cache = ChoiceCache(tmp_path / "concurrency.json")
+    first = _engine(pair, "auto", choice_cache=cache)
+    try:
+        tokens = _run(first, "p-punc", 1, SamplingParams(temperature=0))
+        chosen = first.concurrency.describe()["chosen"]["single"]
+        assert chosen["source"] == "measured"
+        assert chosen["sequential_ms"] > 0 and chosen["concurrent_ms"] > 0
+        assert chosen["mode"] == ("on" if chosen["concurrent_ms"] < chosen["sequential_ms"] else "off")
+        _run(first, "p-punc", 3, SamplingParams(temperature=0))  # another batch class: measured too
+        assert first.concurrency.describe()["chosen"]["multi"]["source"] == "measured"
+    finally:
+        first.close()
+    stored = json.loads(cache.path.read_text())
+    assert sorted(k.split("|")[-2] for k in stored) == ["multi", "single"]
+    second = _engine(pair, "auto", choice_cache=cache)
+    try:
+        assert _run(second, "p-punc", 1, SamplingParams(temperature=0)) == tokens  # the mode never changes tokens
+        again = second.concurrency.describe()["chosen"]["single"]
+        assert again["source"] == "cached" and again["mode"] == chosen["mode"]
+    finally:
+        second.close()
+    # Other thread counts are another measurement.
+    other = Engine(pair, ctx_size=256, threads=1, concurrency="auto", choice_cache=cache)
+    try:
+        _run(other, "p-punc", 1, SamplingParams(temperature=0))
+        assert other.concurrency.describe()["chosen"]["single"]["source"] == "measured"
+    finally:
+        other.close()
+    cache.path.write_text("not json")
+    assert cache.get(next(iter(stored))) is None  # a damaged cache is measured again, not an error
+
+
+def test_thread_plans_and_splits():
+    assert ThreadPlan.from_options(4) == ThreadPlan(sequential=(4, 4), concurrent=(2, 2))
+    assert ThreadPlan.from_options(3) == ThreadPlan(sequential=(3, 3), concurrent=(1, 2))
+    assert ThreadPlan.from_options(1) == ThreadPlan(sequential=(1, 1), concurrent=(1, 1))
+    assert ThreadPlan.from_options(4, 3, 1) == ThreadPlan(sequential=(3, 1), concurrent=(3, 1))
+    with pytest.raises(UsageError):
+        ThreadPlan.from_options(2, 0)
+    with pytest.raises(UsageError):
+        Concurrency("sometimes", ThreadPlan.from_options(2), None)
+
+
+def _gen(tiny_pair, tmp_path, out_name, *extra):
+    base, aligned = tiny_pair
+    out = tmp_path / out_name
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-m", "baco_local", "gen", "-p", "Tell me a story", "--base", str(base),
+                             "--aligned", str(aligned), "-n", "2", "--no-draft", "--max-tokens", "12", "--temp", "0.8",
+                             "-o", str(out), *extra], capture_output=True, text=True, timeout=120, env=env)
+    return result, out
+
+
+def test_gen_records_the_mode_and_gives_the_same_tokens_in_every_mode(tiny_pair, tmp_path):
+    records = {}
+    for mode in ("off", "on", "auto"):
+        result, out = _gen(tiny_pair, tmp_path, f"{mode}.jsonl", "--concurrency", mode, "--threads", "2")
+        assert result.returncode == 0, result.stderr
+        records[mode] = json.loads(out.read_text().splitlines()[0])
+    tokens = {mode: [s["tokens"] for s in r["samples"]] for mode, r in records.items()}
+    assert tokens["on"] == tokens["off"] == tokens["auto"]
+    ran = records["on"]["settings"]["concurrency"]
+    assert ran["asked"] == "on" and ran["chosen"]["multi"]["mode"] == "on"
+    assert ran["threads"] == {"sequential": [2, 2], "concurrent": [1, 1]}
+    auto = records["auto"]["settings"]["concurrency"]["chosen"]["multi"]
+    assert auto["source"] == "measured"
+    assert len(json.loads((tmp_path / "cache" / "baco" / "concurrency.json").read_text())) == 1
+    # The mode never changes tokens, so a rerun in another mode resumes the same file.
+    result, _ = _gen(tiny_pair, tmp_path, "off.jsonl", "--concurrency", "on", "--threads", "2")
+    assert result.returncode == 0, result.stderr
+    result, out = _gen(tiny_pair, tmp_path, "pinned.jsonl", "--concurrency", "auto", "--threads", "2",
+                       "--threads-base", "1", "--threads-aligned", "2")
+    assert result.returncode == 0, result.stderr
+    pinned = json.loads(out.read_text())["settings"]["concurrency"]
+    assert pinned["threads"] == {"sequential": [1, 2], "concurrent": [1, 2]}
+    assert pinned["chosen"]["multi"]["source"] == "measured"  # other threads: measured again
+
+
+@pytest.mark.parametrize("args, fragment", [(["--concurrency", "sometimes"], "--concurrency must be one of"),
+                                            (["--threads-base", "0"], "--threads-base must be at least 1")])
+def test_bad_concurrency_options_are_one_line(tiny_pair, tmp_path, args, fragment):
+    result, _ = _gen(tiny_pair, tmp_path, "x.jsonl", *args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], result.stderr
