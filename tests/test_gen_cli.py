@@ -107,6 +107,12 @@ def test_rerun_resumes_after_an_interruption(tiny_pair, tmp_path: Path) -> None:
     assert [r["id"] for r in records] == list(range(1, 31))
     assert out.read_text(encoding="utf-8").startswith(partial)  # nothing already written was lost
     assert "resuming" in result.stderr
+    whole = tmp_path / "whole.jsonl"  # the same run, never interrupted
+    assert baco(*args[:-1], str(whole)).returncode == 0
+    assert out.read_bytes() == whole.read_bytes()
+    out.write_bytes(b"".join(whole.read_bytes().splitlines(keepends=True)[:7]) + b'{"id": 8, "prom')
+    assert baco(*args).returncode == 0  # a partial file (a torn last line), rerun
+    assert out.read_bytes() == whole.read_bytes()
 
 
 def test_rerun_with_other_settings_is_refused(tiny_pair, prompts: Path, tmp_path: Path) -> None:

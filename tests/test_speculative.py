@@ -23,9 +23,9 @@ def engine(tiny_pair):
 
 
 def generate(engine, router: str, draft: DraftPolicy, *, n=2, seed=0, sampling=SamplingParams(temperature=0),
-             max_tokens=48, gamma=None):
+             max_tokens=48, gamma=None, stop=()):
     gamma = (1.5 if router.startswith("h") else 0.3) if gamma is None else gamma
-    settings = GenerationSettings(get_router(router), gamma, sampling, max_tokens, (), seed, draft)
+    settings = GenerationSettings(get_router(router), gamma, sampling, max_tokens, tuple(stop), seed, draft)
     generation = engine.generate(PROMPT, n, settings)
     events = list(generation)
     return generation.samples, events
@@ -107,3 +107,24 @@ def test_adaptive_drafting_is_for_single_samples_and_a_fixed_k_for_any(engine) -
 def test_draft_flag_is_validated() -> None:
     with pytest.raises(Exception, match="--draft"):
         DraftPolicy(fixed_k=0)
+
+
+@pytest.mark.parametrize("router", ["p-punc", "h-punc", "fc", "random", "nudging"])
+def test_draft_equals_step_loop_under_the_default_sampler_and_a_stop_string(engine, router: str) -> None:
+    """The sampler users run (temperature, top-k, top-p and min-p at their defaults), with and
+    without a stop string that spans tokens: drafting gives the step loop's samples exactly."""
+    from stop_strings import boundary_stop
+
+    shipped = SamplingParams()
+    assert shipped.temperature > 0 and shipped.top_k and shipped.top_p < 1 and shipped.min_p > 0
+    for seed in (0, 7, 21):
+        step, _ = generate(engine, router, STEP, n=3, seed=seed, sampling=shipped, max_tokens=32)
+        stop = boundary_stop(step[0], min_index=1)
+        for stops in ((), (stop,)):
+            reference, _ = generate(engine, router, STEP, n=3, seed=seed, sampling=shipped, max_tokens=32, stop=stops)
+            for policy, n in ((DraftPolicy(fixed_k=3), 3), (DraftPolicy(), 1), (DraftPolicy(fixed_k=8), 1)):
+                drafted, _ = generate(engine, router, policy, n=n, seed=seed, sampling=shipped, max_tokens=32,
+                                      stop=stops)
+                assert [(s.tokens, s.sources, s.text, s.finish_reason) for s in drafted] == [
+                    (s.tokens, s.sources, s.text, s.finish_reason) for s in reference[:n]], (seed, policy, stops)
+        assert reference[0].text == step[0].text[: step[0].text.index(stop)]  # the stop string did cut
