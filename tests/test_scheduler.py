@@ -6,7 +6,7 @@ from __future__ import annotations
 import llama_cpp
 import pytest
 
-from baco_local import ALIGNED, BASE, Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
+from baco_local import BASE, Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
 from baco_local.engine.sampling import SamplingParams
 from baco_local.engine.scheduler import Request, RequestFailed, SampleFinished, Scheduler
 from baco_local.engine.settings import DraftPolicy

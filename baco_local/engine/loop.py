@@ -14,6 +14,10 @@ Each sample is a sequence id in both contexts. The prompt is decoded once per co
 sequence 0) and shared with the other sequences by reference in the unified KV cache. Between
 generations the engine keeps what sequence 0 holds, so the next prompt decodes only the tokens
 after the longest common prefix (multi-turn chat pays only for the new turn).
+
+Steps 2-5 for one sequence are :class:`~baco_local.engine.step.Stepper` (step.py), the one
+definition shared with draft-and-verify (speculative.py) and the scheduler of many requests
+(scheduler.py); this module adds the decode of step 6 and the prompt prefill.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from ..models.memory import check_ctx_size, effective_context, kv_cells
 from .pair import ModelPair
 from .prompts import Message
 from .routers import ALIGNED, BASE, Side
-from .sampling import Distribution, Scratch
+from .sampling import Scratch
 from .settings import DraftPolicy, GenerationSettings
-from .step import (SIDES, DrawStreams, Sample, SequenceState, Stepper, TokenEvent, choose_token,
-                   sample_seed)
+from .generation import GenerationBase
+from .speculative import DraftGeneration
+from .step import SIDES, Sample, SequenceState, TokenEvent, choose_token, sample_seed
 
 __all__ = ["DraftPolicy", "Engine", "Generation", "GenerationSettings", "Sample", "TokenEvent",
            "SIDES", "choose_token", "sample_seed"]
@@ -49,8 +54,8 @@ class Engine:
         self.n_batch = n_batch
         self.contexts: dict[Side, SequenceContext] = {}
         self.held: dict[Side, list[int]] = {BASE: [], ALIGNED: []}  # what sequence 0 holds
-        self._scratch = {BASE: Scratch(pair.base.n_vocab), ALIGNED: Scratch(pair.aligned.n_vocab)}
-        self._mixture = (np.empty(pair.n_vocab, dtype=np.float32), Scratch(pair.n_vocab))
+        self.scratch = {BASE: Scratch(pair.base.n_vocab), ALIGNED: Scratch(pair.aligned.n_vocab)}
+        self.mixture_buffers = (np.empty(pair.n_vocab, dtype=np.float32), Scratch(pair.n_vocab))
 
     def close(self) -> None:
         """Free both contexts (the pair stays loaded)."""
@@ -89,9 +94,15 @@ class Engine:
         for seq in range(1, n_seq):
             context.copy_sequence(0, seq)
 
+    def prepare(self, prompts: dict[Side, list[int]], n_seq: int, max_tokens: int) -> None:
+        """Make both contexts hold each side's prompt on sequences 0 .. ``n_seq`` - 1."""
+        self._ensure_contexts(n_seq, max_tokens)
+        for side in SIDES:
+            self._prefill(side, prompts[side], n_seq)
+
     # --- generation -----------------------------------------------------------------------
 
-    def generate(self, messages: Sequence[Message], n: int, settings: GenerationSettings) -> "Generation":
+    def generate(self, messages: Sequence[Message], n: int, settings: GenerationSettings) -> GenerationBase:
         """Start generating ``n`` samples for a conversation; iterate the result for token events."""
         if n < 1:
             raise UsageError(f"-n must be at least 1, got {n}")
@@ -103,44 +114,12 @@ class Engine:
                     f"the prompt is {len(tokens)} tokens for the {name} model but the context is "
                     f"{self.ctx_size}; raise --ctx-size or shorten the prompt")
         if settings.draft.applies_to(n) and settings.ensemble is None:
-            from .speculative import DraftGeneration  # kept apart so this file stays the reference
-
-            return DraftGeneration(self, prompts, n, settings)
+            return DraftGeneration(self, prompts, n, settings)  # kept apart so this file stays the reference
         return Generation(self, prompts, n, settings)
 
 
-class Generation:
+class Generation(GenerationBase):
     """One prompt's N samples, produced step by step. Iterate it for :class:`TokenEvent` s."""
-
-    def __init__(self, engine: Engine, prompts: dict[Side, list[int]], n: int,
-                 settings: GenerationSettings) -> None:
-        self.engine = engine
-        self.pair = engine.pair
-        self.prompts = prompts
-        self.settings = settings
-        self.step = Stepper(self.pair, settings, engine.ctx_size, engine._scratch, engine._mixture)
-        self.states = []
-        for index in range(n):
-            seed = sample_seed(settings.seed, index)
-            positions = {side: len(prompts[side]) for side in SIDES}
-            self.states.append(SequenceState(index, seed, DrawStreams(seed), positions))
-        self._started = False
-
-    @property
-    def samples(self) -> list[Sample]:
-        """The samples as they stand (finish reason "interrupted" if the run was cut short)."""
-        return [Sample(s.index, s.seed, s.text, list(s.tokens), "".join(s.sources),
-                       s.finish or "interrupted", s.pieces()) for s in self.states]
-
-    def __iter__(self) -> Iterator[TokenEvent]:
-        if self._started:
-            raise RuntimeError("a Generation can be iterated only once")
-        self._started = True
-        engine = self.engine
-        engine._ensure_contexts(len(self.states), self.settings.max_tokens)
-        for side in SIDES:
-            engine._prefill(side, self.prompts[side], len(self.states))
-        yield from self._run()
 
     def _run(self) -> Iterator[TokenEvent]:
         """The step-by-step loop: route, sample, commit, decode in both contexts."""
@@ -158,22 +137,6 @@ class Generation:
             if not to_decode:
                 return
             rows = self._decode(to_decode)
-
-    def _row_distribution(self, side: Side, row: int) -> Distribution:
-        """The distribution of output ``row`` of ``side``'s last decode."""
-        return self.step.distribution(side, self.engine.contexts[side].logits(row))
-
-    def _route(self, state: SequenceState, dists: dict[Side, Distribution], ahead: int = 0) -> Side:
-        """Ask the router which side writes the token ``ahead`` positions after the last one."""
-        return self.step.route(state, dists, ahead)
-
-    def _choose(self, state: SequenceState, dists: dict[Side, Distribution]) -> tuple[int, Side]:
-        """Route and sample one token for one sequence (steps 3-4 of the loop)."""
-        return self.step.choose(state, dists)
-
-    def _commit(self, state: SequenceState, token: int, side: Side) -> list[TokenEvent]:
-        """Record a chosen token and decide whether the sample is finished (step 5)."""
-        return self.step.commit(state, token, side)
 
     def _decode(self, states: list[SequenceState]) -> dict[Side, list[int]]:
         """Append each live sequence's new token in both contexts: one batch per model (step 6)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from .loop import Generation
+from .generation import GenerationBase
 from .step import SIDES, SequenceState, TokenEvent
 from .routers import ALIGNED, BASE, Side
 from .sampling import FrozenDistribution, sample
@@ -58,7 +58,7 @@ def _other(side: Side) -> Side:
     return ALIGNED if side == BASE else BASE
 
 
-class DraftGeneration(Generation):
+class DraftGeneration(GenerationBase):
     """A Generation whose tokens are produced by draft-and-verify rounds."""
 
     def _run(self) -> Iterator[TokenEvent]:
