@@ -18,7 +18,9 @@ from ..engine.prompts import Message
 from ..runs.records import GEN_HINT, ExistingOutput, check_resumable, prompt_record, read_existing
 from ..runs.run_lock import RunLock
 from . import options as opt
+from ..engine.scheduler import MAX_PARALLEL
 from .console import note, show_progress, stderr
+from .gen_parallel import Rate, open_scheduler, run_parallel
 from .setup import open_engine, option_text, prepare_run, resolve_run, settings_record, settle_seed
 
 
@@ -33,6 +35,9 @@ def gen_command(
                                    "of samples, as in the OpenAI API and NoveltyBench; llama.cpp's -n is "
                                    "--max-tokens here).")] = 1,
     system: opt.SystemOpt = None,
+    parallel: Annotated[Optional[int], typer.Option("--parallel", "-np", help="Decode up to P sequences of "
+                                                    "different prompts together (continuous batching); "
+                                                    "records come out as prompts finish.")] = None,
     *,
     run: opt.RunOptions,
 ) -> None:
@@ -54,6 +59,9 @@ def gen_command(
             note(f"resuming: {len(items) - len(todo)} of {len(items)} prompts already in {output}")
         if not todo:
             return
+        if parallel is not None:
+            _generate_parallel(resolved, run, settings, todo, n, parallel, system, writer, record_settings)
+            return
         engine = open_engine(resolved, run, n_seq=n)
         stack.callback(engine.pair.close)
         stack.callback(engine.close)
@@ -71,6 +79,31 @@ def gen_command(
                 finished = generation.samples
                 writer.write(prompt_record(item, record_settings["model"], finished, record_settings))
                 progress.advance(task, n)
+
+
+def _generate_parallel(resolved, run: opt.RunOptions, settings, todo: list[PromptItem], n: int, parallel: int,
+                       system: str | None, writer: JsonlWriter, record_settings: dict) -> None:
+    """The prompts through one scheduler of ``parallel`` sequences (``--parallel``)."""
+    if not n <= parallel <= MAX_PARALLEL:
+        raise UsageError(f"--parallel must be between -n ({n}) and {MAX_PARALLEL}, got {parallel}")
+    scheduler = open_scheduler(resolved, run, parallel)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("generating", total=len(todo) * n, rate="")
+            rate = Rate()
+
+            def on_token() -> None:
+                if rate.tick():
+                    progress.update(task, rate=rate.text())
+
+            def write(item: PromptItem, samples: list) -> None:
+                writer.write(prompt_record(item, record_settings["model"], samples, record_settings))
+
+            prefix = [Message("system", system)] if system else []
+            run_parallel(scheduler, todo, n, settings, prefix, write, on_token, lambda: progress.advance(task, 1))
+    finally:
+        scheduler.close()
+        scheduler.pair.close()
 
 
 def _lock_and_read(output: Path | None, stack: ExitStack) -> ExistingOutput | None:
