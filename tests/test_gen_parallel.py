@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from test_gen_cli import assert_clean_error, baco, model_args, read_records
+from test_gen_cli import assert_clean_error, baco, kill_after_records, model_args, read_records
 
 
 def outputs(path: Path) -> dict:
@@ -40,14 +36,7 @@ def test_parallel_run_killed_and_rerun_loses_nothing(tiny_pair, tmp_path: Path) 
     out = tmp_path / "out.jsonl"
     args = ["gen", "-f", str(prompts), *model_args(tiny_pair), "-n", "2", "--max-tokens", "60",
             "--parallel", "4", "-o", str(out)]
-    process = subprocess.Popen([sys.executable, "-m", "baco_local", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    partial = out.read_text(encoding="utf-8")
+    partial = kill_after_records(args, out, 2)
     assert 2 <= partial.count("\n") < 30, "the run should have been cut short"
     result = baco(*args)
     assert result.returncode == 0, result.stderr
