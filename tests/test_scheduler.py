@@ -6,7 +6,7 @@ from __future__ import annotations
 import llama_cpp
 import pytest
 
-from baco_local import BASE, Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
+from baco_local import ALIGNED, BASE, Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
 from baco_local.engine.sampling import SamplingParams
 from baco_local.engine.scheduler import Request, RequestFailed, SampleFinished, Scheduler
 from baco_local.engine.settings import DraftPolicy
@@ -183,4 +183,27 @@ def test_serve_forever_on_a_thread(pair, engine) -> None:
     thread.join(10)
     assert not thread.is_alive()
     assert [key(s) for s in collector.samples()] == [key(s) for s in alone(engine, request)]
+    scheduler.close()
+
+
+def test_a_shared_prompt_prefix_is_decoded_once(pair, engine) -> None:
+    system = Message("system", "Tell me a story about the cat and the dog and the moon.")
+    first = Request([system, Message("user", "the cat")], settings("p-punc", max_tokens=30))
+    second = Request([system, Message("user", "a story")], settings("random", 0.5, HOT, max_tokens=20, seed=2))
+    scheduler = Scheduler(pair, parallel=4, ctx_size=CTX, threads=1)
+    a, b = Collector(), Collector()
+    scheduler.submit(first, a)
+    scheduler.step()
+    before = scheduler.contexts[ALIGNED].n_evaluated
+    scheduler.submit(second, b)
+    scheduler.step()
+    prompt = pair.aligned_prompt(second.messages())
+    shared = next(i for i, (x, y) in enumerate(zip(prompt, pair.aligned_prompt(first.messages()))) if x != y)
+    assert shared > 10
+    # This step decoded only the second prompt's own tokens, then one new token of each request.
+    assert scheduler.contexts[ALIGNED].n_evaluated - before == len(prompt) - shared + 2
+    scheduler.run_until_idle()
+    assert [key(s) for s in a.samples()] == [key(s) for s in alone(engine, first)]
+    assert [key(s) for s in b.samples()] == [key(s) for s in alone(engine, second)]
+    assert_cells_free(scheduler)
     scheduler.close()

@@ -8,7 +8,8 @@ Each sequence is one sample of a :class:`Request` (a prompt, its own
 2. admits waiting requests, first come first served, while there are free sequence slots and
    KV cells for the prompt plus ``n`` × ``max_tokens``: the prompt is decoded once per context on
    the request's first slot and shared with its other samples (``seq_cp``), and each sample's
-   first token is chosen from the prompt's last logits;
+   first token is chosen from the prompt's last logits; a prompt prefix that a live request
+   already holds (a shared system prompt, the chat template's header) is copied, not decoded;
 3. decodes every live sequence's newest token in one ``llama_decode`` batch per model, then routes,
    samples and commits each sequence's next token (:class:`~baco_local.engine.step.Stepper`, the
    same step as ``loop.py``);
@@ -274,7 +275,10 @@ class Scheduler:
         job.stepper = Stepper(self.pair, settings, self.ctx_size, self._scratch, self._mixture)
         first = job.slots[0]
         for side in SIDES:
-            self.contexts[side].prefill(job.prompts[side], seq=first, start=0)
+            source, keep = self._shared_prefix(job, side)
+            if keep:
+                self.contexts[side].copy_range(source, first, 0, keep)
+            self.contexts[side].prefill(job.prompts[side][keep:], seq=first, start=keep)
         for slot in job.slots[1:]:
             for side in SIDES:
                 self.contexts[side].copy_sequence(first, slot)
@@ -286,6 +290,23 @@ class Scheduler:
             logits = {side: self.contexts[side].logits(0) for side in SIDES}
             self._emit(job, job.stepper.step(state, logits))
             self._finish_if_done(job, state)
+
+    def _shared_prefix(self, job: _Job, side: Side) -> tuple[int, int]:
+        """A live sequence whose prompt starts as ``job``'s does, and how many tokens they share
+        (the same system prompt or chat header is then decoded once); (-1, 0) when none."""
+        prompt = job.prompts[side]
+        best = (-1, 0)
+        for other in self._live:
+            slots = [slot for slot in other.slots if slot >= 0]
+            if other is job or not slots:
+                continue
+            held, keep = other.prompts[side], 0
+            limit = min(len(held), len(prompt) - 1)  # the last prompt token is decoded for its logits
+            while keep < limit and held[keep] == prompt[keep]:
+                keep += 1
+            if keep > best[1]:
+                best = (slots[0], keep)
+        return best
 
     # --- decoding -------------------------------------------------------------------------
 
