@@ -177,10 +177,9 @@ def test_gen_records_the_mode_and_gives_the_same_tokens_in_every_mode(tiny_pair,
     tokens = {mode: [s["tokens"] for s in r["samples"]] for mode, r in records.items()}
     assert tokens["on"] == tokens["off"] == tokens["auto"]
     ran = records["on"]["settings"]["concurrency"]
-    assert ran["asked"] == "on" and ran["chosen"]["multi"]["mode"] == "on"
+    assert ran["asked"] == "on" and ran["chosen"] == {"multi": "on"}  # no timings: shards stay byte-identical
     assert ran["threads"] == {"sequential": [2, 2], "concurrent": [1, 1]}
-    auto = records["auto"]["settings"]["concurrency"]["chosen"]["multi"]
-    assert auto["source"] == "measured"
+    assert records["auto"]["settings"]["concurrency"]["chosen"]["multi"] in ("on", "off")
     assert len(json.loads((tmp_path / "cache" / "baco" / "concurrency.json").read_text())) == 1
     # The mode never changes tokens, so a rerun in another mode resumes the same file.
     result, _ = _gen(tiny_pair, tmp_path, "off.jsonl", "--concurrency", "on", "--threads", "2")
@@ -190,7 +189,8 @@ def test_gen_records_the_mode_and_gives_the_same_tokens_in_every_mode(tiny_pair,
     assert result.returncode == 0, result.stderr
     pinned = json.loads(out.read_text())["settings"]["concurrency"]
     assert pinned["threads"] == {"sequential": [1, 2], "concurrent": [1, 2]}
-    assert pinned["chosen"]["multi"]["source"] == "measured"  # other threads: measured again
+    assert pinned["chosen"]["multi"] in ("on", "off")
+    assert len(json.loads((tmp_path / "cache" / "baco" / "concurrency.json").read_text())) == 2  # measured again
 
 
 @pytest.mark.parametrize("args, fragment", [(["--concurrency", "sometimes"], "--concurrency must be one of"),

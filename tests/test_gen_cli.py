@@ -43,6 +43,18 @@ def model_args(tiny_pair) -> list[str]:
     return ["--base", str(base), "--aligned", str(aligned), "--threads", "1"]
 
 
+def kill_after_records(args: list[str], out: Path, records: int) -> str:
+    """Start ``baco ARGS``, kill -9 it once ``out`` holds ``records`` lines; what was written."""
+    process = subprocess.Popen([sys.executable, "-m", "baco_local", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < records):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return out.read_text(encoding="utf-8")
+
+
 def read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -89,14 +101,7 @@ def test_rerun_resumes_after_an_interruption(tiny_pair, tmp_path: Path) -> None:
     prompts.write_text("".join(f"prompt number {i}\n" for i in range(30)), encoding="utf-8")
     out = tmp_path / "out.jsonl"
     args = ["gen", "-f", str(prompts), *model_args(tiny_pair), "-n", "2", "--max-tokens", "60", "-o", str(out)]
-    process = subprocess.Popen([sys.executable, "-m", "baco_local", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    partial = out.read_text(encoding="utf-8")
+    partial = kill_after_records(args, out, 2)
     done_before = partial.count("\n")
     assert 2 <= done_before < 30, "the run should have been cut short"
     with open(out, "a", encoding="utf-8") as handle:  # simulate a torn write

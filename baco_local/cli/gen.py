@@ -22,7 +22,9 @@ from .shard import select_shard
 from ..runs.records import GEN_HINT, ExistingOutput, check_resumable, prompt_record, read_existing
 from ..runs.run_lock import RunLock
 from . import options as opt
+from ..engine.scheduler import MAX_PARALLEL
 from .console import note, show_progress, stderr
+from .gen_parallel import Rate, open_scheduler, run_parallel
 from .setup import open_engine, option_text, prepare_run, resolve_run, settings_record, settle_seed
 
 
@@ -40,6 +42,9 @@ def gen_command(
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Only the prompts of shard I of N "
                                                  "(1..N, by a hash of the id; for Slurm arrays, then baco merge).",
                                                  rich_help_panel=opt.PROMPTS)] = None,
+    parallel: Annotated[Optional[int], typer.Option("--parallel", "-np", help="Decode up to P sequences of "
+                                                    "different prompts together (continuous batching); "
+                                                    "records come out as prompts finish.")] = None,
     *,
     run: opt.RunOptions,
 ) -> None:
@@ -62,6 +67,9 @@ def gen_command(
             note(f"resuming: {len(items) - len(todo)} of {len(items)} prompts already in {output}")
         if not todo:
             return
+        if parallel is not None:
+            _generate_parallel(resolved, run, settings, todo, n, parallel, system, writer, record_settings)
+            return
         engine = open_engine(resolved, run, n_seq=n)
         stack.callback(engine.pair.close)
         stack.callback(engine.close)
@@ -80,9 +88,34 @@ def gen_command(
                         rate = tokens / max(time.perf_counter() - started, 1e-9)
                         progress.update(task, rate=f"{rate:.1f} tok/s")
                 finished = generation.samples
-                ran = {**record_settings, "concurrency": engine.concurrency.describe()}  # never changes tokens
+                ran = {**record_settings, "concurrency": engine.concurrency.record()}  # never changes tokens
                 writer.write(prompt_record(item, record_settings["model"], finished, ran))
                 progress.advance(task, n)
+
+
+def _generate_parallel(resolved, run: opt.RunOptions, settings, todo: list[PromptItem], n: int, parallel: int,
+                       system: str | None, writer: JsonlWriter, record_settings: dict) -> None:
+    """The prompts through one scheduler of ``parallel`` sequences (``--parallel``)."""
+    if not n <= parallel <= MAX_PARALLEL:
+        raise UsageError(f"--parallel must be between -n ({n}) and {MAX_PARALLEL}, got {parallel}")
+    scheduler = open_scheduler(resolved, run, parallel)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("generating", total=len(todo) * n, rate="")
+            rate = Rate()
+
+            def on_token() -> None:
+                if rate.tick():
+                    progress.update(task, rate=rate.text())
+
+            def write(item: PromptItem, samples: list) -> None:
+                writer.write(prompt_record(item, record_settings["model"], samples, record_settings))
+
+            prefix = [Message("system", system)] if system else []
+            run_parallel(scheduler, todo, n, settings, prefix, write, on_token, lambda: progress.advance(task, 1))
+    finally:
+        scheduler.close()
+        scheduler.pair.close()
 
 
 def _lock_and_read(output: Path | None, stack: ExitStack) -> ExistingOutput | None:

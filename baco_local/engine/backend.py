@@ -300,6 +300,10 @@ class SequenceContext:
         """Share ``source``'s cached tokens with ``target`` (no recomputation)."""
         llama_cpp.llama_memory_seq_cp(self.memory, source, target, -1, -1)
 
+    def copy_range(self, source: int, target: int, begin: int, end: int) -> None:
+        """Share ``source``'s cached positions ``begin`` .. ``end`` - 1 with ``target``."""
+        llama_cpp.llama_memory_seq_cp(self.memory, source, target, begin, end)
+
     def truncate(self, seq: int, keep: int) -> None:
         """Drop ``seq``'s cached tokens at positions ``keep`` and beyond."""
         llama_cpp.llama_memory_seq_rm(self.memory, seq, keep, -1)

@@ -235,6 +235,13 @@ class Concurrency:
                                                 "concurrent": list(self.plan.concurrent)},
                 "chosen": {klass: dict(entry) for klass, entry in self.chosen.items()}}
 
+    def record(self) -> dict:
+        """What output records keep: the mode asked for, the thread plans and the mode that ran per batch
+        class, without the timings (records of one run split in shards stay byte-identical)."""
+        described = self.describe()
+        described["chosen"] = {klass: entry["mode"] for klass, entry in self.chosen.items()}
+        return described
+
     def summary(self) -> str:
         """One line for /stats: the mode asked for, what ran per batch class, and the threads."""
         chosen = ", ".join(f"{klass} {e['mode']}" + (f" ({e['source']}: {e['concurrent_ms']:g} ms at once vs "

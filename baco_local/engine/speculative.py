@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from .loop import SIDES, Generation, TokenEvent, _SequenceState
+from .generation import GenerationBase
+from .step import SIDES, SequenceState, TokenEvent
 from .routers import ALIGNED, BASE, Side
 from .sampling import FrozenDistribution, sample
 
@@ -57,7 +58,7 @@ def _other(side: Side) -> Side:
     return ALIGNED if side == BASE else BASE
 
 
-class DraftGeneration(Generation):
+class DraftGeneration(GenerationBase):
     """A Generation whose tokens are produced by draft-and-verify rounds."""
 
     overlaps_decodes = False  # drafts and verifications decode one model at a time
@@ -83,17 +84,17 @@ class DraftGeneration(Generation):
                 events.extend(self._settle(state, drafts[state.index], rows[state.index]))
             yield from events
 
-    def _budget(self, state: _SequenceState) -> int:
+    def _budget(self, state: SequenceState) -> int:
         """How many tokens this sample may draft this round (never past its limits)."""
         room = self.engine.ctx_size - 1 - max(state.positions.values())
         batch_room = self.engine.contexts[BASE].shape.n_batch // len(self.states)  # verify is one batch
         return max(1, min(self._k[state.index, state.writer], self.settings.max_tokens - len(state.tokens), room, batch_room))
 
-    def _inputs(self, state: _SequenceState, drafts: list[_Draft]) -> list[int]:
+    def _inputs(self, state: SequenceState, drafts: list[_Draft]) -> list[int]:
         """The tokens both contexts decode this round: the pending token, then all drafts but the last."""
         return [state.tokens[-1], *(d.token for d in drafts[:-1])]
 
-    def _decode_group(self, side: Side, group: list[_SequenceState], inputs: dict[int, list[int]],
+    def _decode_group(self, side: Side, group: list[SequenceState], inputs: dict[int, list[int]],
                       first: int, wanted: dict[int, list[bool]] | None = None) -> dict[int, list[int | None]]:
         """Decode, in ``side``'s context, each sample's ``inputs``: the round's inputs from index
         ``first`` on (at positions pending + ``first``, ...).
@@ -125,7 +126,7 @@ class DraftGeneration(Generation):
         self.engine.held[side].extend(sequence_zero)
         return rows
 
-    def _draft(self, live: list[_SequenceState]) -> dict[int, list[_Draft]]:
+    def _draft(self, live: list[SequenceState]) -> dict[int, list[_Draft]]:
         """Step 1: every writer runs ahead, all samples with the same writer in one batch per step."""
         params = self.settings.sampling
         # Routers read only the base model's entropy: an aligned writer's drafts skip that pass.
@@ -150,7 +151,7 @@ class DraftGeneration(Generation):
                         budgets[state.index] = step + 1
         return drafts
 
-    def _needs_other(self, state: _SequenceState, writer: Side, stats: FrozenDistribution, ahead: int) -> bool:
+    def _needs_other(self, state: SequenceState, writer: Side, stats: FrozenDistribution, ahead: int) -> bool:
         """Whether routing position ``ahead`` of this round needs the other model's distribution.
 
         The router is asked with the other side missing: if it keeps the writer without reading the
@@ -162,7 +163,7 @@ class DraftGeneration(Generation):
         except _NeedsOther:
             return True
 
-    def _verify(self, live: list[_SequenceState], drafts: dict[int, list[_Draft]]) -> dict[int, list[int | None]]:
+    def _verify(self, live: list[SequenceState], drafts: dict[int, list[_Draft]]) -> dict[int, list[int | None]]:
         """Step 2: the other model decodes every sample's draft inputs in one batch."""
         rows: dict[int, list[int | None]] = {}
         for side in SIDES:
@@ -173,7 +174,7 @@ class DraftGeneration(Generation):
                 rows.update(self._decode_group(side, group, inputs, first=0, wanted=wanted))
         return rows
 
-    def _settle(self, state: _SequenceState, drafts: list[_Draft], rows: list[int | None]) -> list[TokenEvent]:
+    def _settle(self, state: SequenceState, drafts: list[_Draft], rows: list[int | None]) -> list[TokenEvent]:
         """Steps 3-4: replay the router over the drafts, commit the kept tokens, cut both caches."""
         writer = state.writer
         other = _other(writer)
@@ -198,7 +199,7 @@ class DraftGeneration(Generation):
         self._adapt(state, writer, accepted_all=not rejected and kept == len(drafts))
         return events
 
-    def _rewind(self, state: _SequenceState, start: dict[Side, int], kept: int) -> None:
+    def _rewind(self, state: SequenceState, start: dict[Side, int], kept: int) -> None:
         """Cut both caches back to the pending token plus the kept tokens but the last."""
         for side in SIDES:
             keep = start[side] + kept
@@ -207,7 +208,7 @@ class DraftGeneration(Generation):
             self.engine.contexts[side].truncate(state.index, keep)
             state.positions[side] = keep
 
-    def _adapt(self, state: _SequenceState, writer: Side, *, accepted_all: bool) -> None:
+    def _adapt(self, state: SequenceState, writer: Side, *, accepted_all: bool) -> None:
         """Grow the draft after full acceptance, shrink it after a rejection (unless fixed)."""
         policy = self.settings.draft
         if policy.fixed_k:

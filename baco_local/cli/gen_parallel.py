@@ -1,0 +1,89 @@
+"""``baco gen --parallel P``: every prompt's samples through one :class:`Scheduler`, records written
+as each prompt's last sample finishes (so they may come out of input order)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Sequence
+
+from ..engine.loop import GenerationSettings
+from ..engine.pair import ModelPair
+from ..engine.prompts import Message
+from ..engine.scheduler import Request, RequestFailed, SampleFinished, Scheduler
+from ..engine.step import Sample, TokenEvent
+from ..errors import ContextOverflowError
+from ..models.memory import kv_cells
+from ..runs.prompt_file import PromptItem, id_key
+from .options import RunOptions
+from .options import DEFAULT_CTX
+from .setup import ResolvedChoice
+
+
+def open_scheduler(resolved: ResolvedChoice, run: RunOptions, parallel: int) -> Scheduler:
+    """Check memory for ``parallel`` sequences, then load the pair and make its scheduler."""
+    from .models_cmd import check_memory_for_run
+
+    spec = resolved.spec
+    ctx_size = resolved.ctx_size or run.ctx_size or DEFAULT_CTX
+    n_cells = kv_cells(ctx_size, parallel, run.max_tokens)
+    offloaded = spec.base_gpu_layers != 0 or spec.aligned_gpu_layers != 0
+    check_memory_for_run(spec.base_path, spec.aligned_path, n_cells=n_cells, n_seq=parallel,
+                         ignore_limit=run.ignore_memory or offloaded)
+    pair = ModelPair(spec)
+    try:
+        return Scheduler(pair, parallel=parallel, ctx_size=ctx_size, n_cells=n_cells, threads=run.threads)
+    except BaseException:
+        pair.close()
+        raise
+
+
+def run_parallel(scheduler: Scheduler, items: Sequence[PromptItem], n: int, settings: GenerationSettings,
+                 prefix: list[Message], write: Callable[[PromptItem, list[Sample]], None],
+                 on_token: Callable[[], None], on_sample: Callable[[], None]) -> None:
+    """Generate ``n`` samples of every item; ``write`` gets each prompt's samples as soon as they are done.
+
+    A prompt that cannot run ends the run with its message; records already written stay.
+    """
+    failures: list[str] = []
+
+    def handler(item: PromptItem) -> Callable[[object], None]:
+        finished: list[Sample] = []
+
+        def on_event(event: object) -> None:
+            if isinstance(event, TokenEvent):
+                on_token()
+            elif isinstance(event, SampleFinished):
+                finished.append(event.sample)
+                on_sample()
+                if event.error:
+                    failures.append(f"prompt {item.id}: {event.error}")
+                elif len(finished) == n:
+                    write(item, sorted(finished, key=lambda s: s.index))
+            elif isinstance(event, RequestFailed):
+                failures.append(f"prompt {item.id}: {event.message}")
+        return on_event
+
+    for item in items:
+        item_settings = dataclasses.replace(settings, prompt_key=id_key(item.id))  # the seed rule of engine/seeds.py
+        scheduler.submit(Request([*prefix, Message("user", item.prompt)], item_settings, n), handler(item))
+    while scheduler.step():
+        if failures:
+            raise ContextOverflowError(failures[0])
+    if failures:
+        raise ContextOverflowError(failures[0])
+
+
+class Rate:
+    """Tokens per second since the start, for the progress bar."""
+
+    def __init__(self) -> None:
+        self.tokens, self.started = 0, time.perf_counter()
+
+    def tick(self) -> bool:
+        """Count one token; True every 16 tokens (time to refresh the display)."""
+        self.tokens += 1
+        return self.tokens % 16 == 0
+
+    def text(self) -> str:
+        return f"{self.tokens / max(time.perf_counter() - self.started, 1e-9):.1f} tok/s"

@@ -1,0 +1,399 @@
+"""Continuous batching: sequences of many requests decoded together in both contexts.
+
+A :class:`Scheduler` owns one llama.cpp context per model and up to ``parallel`` live sequences.
+Each sequence is one sample of a :class:`Request` (a prompt, its own
+:class:`~baco_local.engine.settings.GenerationSettings` and ``n`` samples). Every :meth:`Scheduler.step`:
+
+1. takes new submissions and cancellations (both thread-safe; cancelled sequences end now);
+2. admits waiting requests, first come first served, while there are free sequence slots and
+   KV cells for the prompt plus ``n`` × ``max_tokens``: the prompt is decoded once per context on
+   the request's first slot and shared with its other samples (``seq_cp``), and each sample's
+   first token is chosen from the prompt's last logits; a prompt prefix that a live request
+   already holds (a shared system prompt, the chat template's header) is copied, not decoded;
+3. decodes every live sequence's newest token in one ``llama_decode`` batch per model, then routes,
+   samples and commits each sequence's next token (:class:`~baco_local.engine.step.Stepper`, the
+   same step as ``loop.py``);
+4. frees a finished sequence's KV cells at once (``seq_rm``), so the next request can be admitted.
+
+A sample's tokens depend only on its prompt, settings and seed (position-indexed draws), not on
+what else is in the batch, up to llama.cpp's floating-point differences between batch shapes.
+
+Events go to the request's own ``on_event``, in order, on the engine thread: :class:`TokenEvent`
+(sample index, token id, side, visible text), one :class:`SampleFinished` per sample (finish
+reason "stop", "length", "context", "cancelled" or "error"), or a single :class:`RequestFailed`
+for a request that cannot run (its prompt does not fit, too many samples, a bad template); other
+requests are not disturbed.
+
+    scheduler = Scheduler(pair, parallel=8, ctx_size=1024)
+    handle = scheduler.submit(Request("Write a haiku", settings, n=2), on_event)
+    scheduler.run_until_idle()           # or serve_forever(stop_event) on a server thread
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Sequence, Union
+
+import numpy as np
+
+from ..errors import BacoError, UsageError
+from ..models.memory import check_ctx_size, effective_context
+from .backend import MAX_SEQUENCES, ContextShape, SequenceContext, default_threads
+from .pair import ModelPair
+from .prompts import Message
+from .routers import ALIGNED, BASE, Side
+from .sampling import Scratch
+from .settings import GenerationSettings
+from .seeds import sample_seed
+from .step import SIDES, DrawStreams, Sample, SequenceState, Stepper, TokenEvent
+
+MAX_PARALLEL = MAX_SEQUENCES  # llama.cpp's LLAMA_MAX_SEQ
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt (a conversation or a user message's text), its settings and its sample count."""
+
+    prompt: Union[Sequence[Message], str]
+    settings: GenerationSettings
+    n: int = 1
+
+    def messages(self) -> list[Message]:
+        """The prompt as a conversation."""
+        return [Message("user", self.prompt)] if isinstance(self.prompt, str) else list(self.prompt)
+
+
+@dataclass(frozen=True)
+class SampleFinished:
+    """The last event of one sample: the sample as it ended, and the prompt's length in tokens."""
+
+    sample: Sample
+    prompt_tokens: int
+    error: str | None = None  # why, when the finish reason is "error"
+
+    @property
+    def finish_reason(self) -> str:
+        return self.sample.finish_reason
+
+
+@dataclass(frozen=True)
+class RequestFailed:
+    """The request could not run at all; no other event follows."""
+
+    message: str
+
+
+Event = Union[TokenEvent, SampleFinished, RequestFailed]
+EventHandler = Callable[[Event], None]
+
+
+class RequestHandle:
+    """A submitted request: cancel it from any thread, or wait until it is done."""
+
+    def __init__(self, request_id: int, wake: Callable[[], None]) -> None:
+        self.id = request_id
+        self._cancelled = threading.Event()
+        self._done = threading.Event()
+        self._wake = wake
+
+    def cancel(self) -> None:
+        """Stop this request: its sequences end ("cancelled") and are freed at the next step."""
+        self._cancelled.set()
+        self._wake()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    @property
+    def done(self) -> bool:
+        """Whether every sample has finished (or the request failed)."""
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the request is done; False on timeout."""
+        return self._done.wait(timeout)
+
+
+@dataclass
+class _Job:
+    """A request on the engine side: its prompts, its samples' states and the slots they hold."""
+
+    handle: RequestHandle
+    request: Request
+    on_event: EventHandler
+    prompts: dict[Side, list[int]] = field(default_factory=dict)
+    stepper: Stepper | None = None
+    states: list[SequenceState] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)
+    reserved: int = 0  # KV cells held for this request
+    per_sample: int = 0  # cells each unfinished sample holds within ``reserved``
+
+    @property
+    def prompt_cells(self) -> int:
+        return max(len(tokens) for tokens in self.prompts.values())
+
+
+class Scheduler:
+    """Owns both contexts and every live sequence; see the module docstring."""
+
+    def __init__(self, pair: ModelPair, *, parallel: int = 8, ctx_size: int = 4096,
+                 n_cells: int | None = None, threads: int | None = None, n_batch: int = 512) -> None:
+        if not 1 <= parallel <= MAX_PARALLEL:
+            raise UsageError(f"--parallel must be between 1 and {MAX_PARALLEL}, got {parallel}")
+        check_ctx_size(ctx_size)
+        self.pair = pair
+        self.parallel = parallel
+        self.ctx_size = effective_context(ctx_size, pair.base.summary, pair.aligned.summary)
+        self.n_cells = n_cells or self.ctx_size * parallel
+        if self.n_cells < self.ctx_size:
+            raise UsageError(f"the KV cache ({self.n_cells} cells) must hold at least one context ({self.ctx_size})")
+        shape = ContextShape(n_cells=self.n_cells, n_seq=parallel,
+                             n_batch=max(parallel, min(n_batch, self.n_cells)),
+                             n_threads=threads or default_threads())
+        self.contexts: dict[Side, SequenceContext] = {BASE: SequenceContext(pair.base, shape),
+                                                      ALIGNED: SequenceContext(pair.aligned, shape)}
+        self._scratch = {BASE: Scratch(pair.base.n_vocab), ALIGNED: Scratch(pair.aligned.n_vocab)}
+        self._mixture = (np.empty(pair.n_vocab, dtype=np.float32), Scratch(pair.n_vocab))
+        self._wakeup = threading.Condition()
+        self._incoming: deque[_Job] = deque()
+        self._ids = itertools.count()
+        self._waiting: deque[_Job] = deque()
+        self._live: list[_Job] = []
+        self._free_slots = list(range(parallel))
+        self._free_cells = self.n_cells
+
+    def close(self) -> None:
+        """Free both contexts (the pair stays loaded)."""
+        for context in self.contexts.values():
+            context.close()
+
+    # --- any thread -----------------------------------------------------------------------
+
+    def submit(self, request: Request, on_event: EventHandler) -> RequestHandle:
+        """Queue a request; ``on_event`` receives its events on the engine thread."""
+        with self._wakeup:
+            handle = RequestHandle(next(self._ids), self.wake)
+            self._incoming.append(_Job(handle, request, on_event))
+            self._wakeup.notify_all()
+        return handle
+
+    def wake(self) -> None:
+        """Wake a :meth:`serve_forever` loop waiting for work."""
+        with self._wakeup:
+            self._wakeup.notify_all()
+
+    # --- the engine thread ----------------------------------------------------------------
+
+    @property
+    def live_sequences(self) -> int:
+        """Sequences being decoded now."""
+        return self.parallel - len(self._free_slots)
+
+    @property
+    def free_cells(self) -> int:
+        """KV cells not held by a live request."""
+        return self._free_cells
+
+    def has_work(self) -> bool:
+        """Whether any request is live, waiting or just submitted."""
+        with self._wakeup:
+            return bool(self._live or self._waiting or self._incoming)
+
+    def step(self) -> bool:
+        """One step: take submissions, end cancelled requests, admit, decode; True while work remains."""
+        with self._wakeup:
+            incoming, self._incoming = list(self._incoming), deque()
+        for job in incoming:
+            self._accept(job)
+        self._reap_cancelled()
+        self._admit()
+        self._decode()
+        return self.has_work()
+
+    def run_until_idle(self) -> None:
+        """Step until no request is live or waiting."""
+        while self.step():
+            pass
+
+    def serve_forever(self, stop: threading.Event, idle_wait: float = 0.5) -> None:
+        """Step while there is work; otherwise sleep until a submission, a cancel or ``stop``."""
+        while not stop.is_set():
+            if self.step():
+                continue
+            with self._wakeup:
+                if not self._incoming and not stop.is_set():
+                    self._wakeup.wait(idle_wait)
+
+    # --- admission ------------------------------------------------------------------------
+
+    def _accept(self, job: _Job) -> None:
+        """Tokenize a new request and check that it can ever run; otherwise fail it alone."""
+        request = job.request
+        try:
+            if request.n < 1:
+                raise UsageError(f"n must be at least 1, got {request.n}")
+            if request.n > self.parallel:
+                raise UsageError(f"{request.n} samples do not fit in {self.parallel} parallel sequences")
+            messages = request.messages()
+            job.prompts = {BASE: self.pair.base_prompt(messages), ALIGNED: self.pair.aligned_prompt(messages)}
+            longest = job.prompt_cells
+            if longest >= self.ctx_size:
+                raise UsageError(f"the prompt is {longest} tokens but the context is {self.ctx_size}; "
+                                 "raise --ctx-size or shorten the prompt")
+            job.per_sample = min(request.settings.max_tokens, self.ctx_size - longest)
+            job.reserved = longest + request.n * job.per_sample
+            if job.reserved > self.n_cells:
+                raise UsageError(f"the prompt ({longest} tokens) and {request.n} × {job.per_sample} new tokens "
+                                 f"need {job.reserved} KV cells but there are {self.n_cells}")
+        except BacoError as exc:
+            self._fail(job, str(exc))
+            return
+        self._waiting.append(job)
+
+    def _admit(self) -> None:
+        """Start waiting requests, in order, while slots and KV cells allow."""
+        while self._waiting:
+            job = self._waiting[0]
+            if job.request.n > len(self._free_slots) or job.reserved > self._free_cells:
+                return
+            self._waiting.popleft()
+            job.slots = [self._free_slots.pop(0) for _ in range(job.request.n)]
+            self._free_cells -= job.reserved
+            self._live.append(job)
+            try:
+                self._start(job)
+            except BacoError as exc:
+                self._release(job)
+                self._fail(job, str(exc))
+
+    def _start(self, job: _Job) -> None:
+        """Prefill the prompt once per context, share it, and choose each sample's first token."""
+        settings = job.request.settings
+        job.stepper = Stepper(self.pair, settings, self.ctx_size, self._scratch, self._mixture)
+        first = job.slots[0]
+        for side in SIDES:
+            source, keep = self._shared_prefix(job, side)
+            if keep:
+                self.contexts[side].copy_range(source, first, 0, keep)
+            self.contexts[side].prefill(job.prompts[side][keep:], seq=first, start=keep)
+        for slot in job.slots[1:]:
+            for side in SIDES:
+                self.contexts[side].copy_sequence(first, slot)
+        for index in range(job.request.n):
+            seed = sample_seed(settings.seed, index, settings.prompt_key)
+            positions = {side: len(job.prompts[side]) for side in SIDES}
+            job.states.append(SequenceState(index, seed, DrawStreams(seed), positions))
+        for state in job.states:
+            logits = {side: self.contexts[side].logits(0) for side in SIDES}
+            self._emit(job, job.stepper.step(state, logits))
+            self._finish_if_done(job, state)
+
+    def _shared_prefix(self, job: _Job, side: Side) -> tuple[int, int]:
+        """A live sequence whose prompt starts as ``job``'s does, and how many tokens they share
+        (the same system prompt or chat header is then decoded once); (-1, 0) when none."""
+        prompt = job.prompts[side]
+        best = (-1, 0)
+        for other in self._live:
+            slots = [slot for slot in other.slots if slot >= 0]
+            if other is job or not slots:
+                continue
+            held, keep = other.prompts[side], 0
+            limit = min(len(held), len(prompt) - 1)  # the last prompt token is decoded for its logits
+            while keep < limit and held[keep] == prompt[keep]:
+                keep += 1
+            if keep > best[1]:
+                best = (slots[0], keep)
+        return best
+
+    # --- decoding -------------------------------------------------------------------------
+
+    def _decode(self) -> None:
+        """One batch per model with every live sequence's newest token, then one step each."""
+        pending = [(job, state) for job in self._live for state in job.states if state.finish is None]
+        if not pending:
+            return
+        try:
+            for side in SIDES:
+                self.contexts[side].decode([s.tokens[-1] for _, s in pending],
+                                           [s.positions[side] for _, s in pending],
+                                           [job.slots[s.index] for job, s in pending], [True] * len(pending))
+        except BacoError as exc:  # the batch failed for everyone in it
+            for job, state in pending:
+                state.finish = "error"
+                self._finish_if_done(job, state, error=str(exc))
+            return
+        for row, (job, state) in enumerate(pending):
+            if state.finish is not None:  # cancelled by a callback earlier in this loop
+                continue
+            for side in SIDES:
+                state.positions[side] += 1
+            logits = {side: self.contexts[side].logits(row) for side in SIDES}
+            self._emit(job, job.stepper.step(state, logits))  # type: ignore[union-attr]
+            self._finish_if_done(job, state)
+
+    # --- ending ---------------------------------------------------------------------------
+
+    def _reap_cancelled(self) -> None:
+        """End every sequence of cancelled requests, waiting or live."""
+        for job in [j for j in self._waiting if j.handle.cancelled]:
+            self._waiting.remove(job)
+            for index in range(job.request.n):
+                seed = sample_seed(job.request.settings.seed, index, job.request.settings.prompt_key)
+                self._deliver(job, SampleFinished(Sample(index, seed, "", [], "", "cancelled"), job.prompt_cells))
+            job.handle._done.set()
+        for job in [j for j in self._live if j.handle.cancelled]:
+            for state in job.states:
+                if state.finish is None:
+                    state.finish = "cancelled"
+                    self._finish_if_done(job, state)
+
+    def _finish_if_done(self, job: _Job, state: SequenceState, error: str | None = None) -> None:
+        """If ``state`` has finished: free its sequence's cells now and send its last event."""
+        if state.finish is None or job not in self._live:
+            return
+        slot = job.slots[state.index]
+        for side in SIDES:
+            self.contexts[side].truncate(slot, 0)
+        self._free_slots.append(slot)
+        job.slots[state.index] = -1
+        self._free_cells += job.per_sample
+        job.reserved -= job.per_sample
+        sample = Sample(state.index, state.seed, state.text, list(state.tokens), "".join(state.sources),
+                        state.finish, state.pieces())
+        self._deliver(job, SampleFinished(sample, job.prompt_cells, error))
+        if all(s.finish is not None for s in job.states):
+            self._free_cells += job.reserved
+            job.reserved = 0
+            self._live.remove(job)
+            job.handle._done.set()
+
+    def _release(self, job: _Job) -> None:
+        """Give back everything a job holds (after a failed start)."""
+        for slot in job.slots:
+            if slot >= 0:
+                for side in SIDES:
+                    self.contexts[side].truncate(slot, 0)
+                self._free_slots.append(slot)
+        self._free_cells += job.reserved
+        job.reserved, job.slots = 0, []
+        if job in self._live:
+            self._live.remove(job)
+
+    def _fail(self, job: _Job, message: str) -> None:
+        self._deliver(job, RequestFailed(message))
+        job.handle._done.set()
+
+    def _emit(self, job: _Job, events: list[TokenEvent]) -> None:
+        for event in events:
+            self._deliver(job, event)
+
+    def _deliver(self, job: _Job, event: Event) -> None:
+        """Call the request's handler; a handler that raises cancels its own request only."""
+        try:
+            job.on_event(event)
+        except Exception:  # noqa: BLE001 - a consumer's bug must not stop the other requests
+            job.handle._cancelled.set()
