@@ -11,6 +11,7 @@ from test_gen_cli import baco, model_args
 from baco_local import Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
 from baco_local.engine.loop import DraftPolicy
 from baco_local.engine.sampling import SamplingParams
+from baco_local.runs.prompt_file import id_key
 
 PROMPT = [Message("user", "Tell me a story about the cat")]
 STEP = DraftPolicy(enabled=False)
@@ -29,8 +30,8 @@ def engine(tiny_pair):
 
 
 def generate(engine, n: int, sampling: SamplingParams, draft: DraftPolicy, stop: tuple[str, ...] = (), seed: int = 3,
-             router: str = "p-punc"):
-    settings = GenerationSettings(get_router(router), 0.3, sampling, 40, stop, seed, draft)
+             router: str = "p-punc", prompt_key: str | None = None):
+    settings = GenerationSettings(get_router(router), 0.3, sampling, 40, stop, seed, draft, prompt_key=prompt_key)
     generation = engine.generate(PROMPT, n, settings)
     events = list(generation)
     for sample in generation.samples:
@@ -71,8 +72,8 @@ def test_gen_cuts_at_a_stop_string_across_tokens(engine, tiny_pair, n: str, temp
         return json.loads(line)
 
     sampling = GREEDY if temp == "0" else DEFAULT
-    mine = generate(engine, int(n), sampling, STEP)
     full = record()
+    mine = generate(engine, int(n), sampling, STEP, prompt_key=id_key(full["id"]))  # gen's per-prompt seed rule
     assert full["generations"] == [s.text for s in mine]  # the CLI ran what the library runs
     stop = boundary_stop(mine[-1])
     cut = record("--stop", stop)

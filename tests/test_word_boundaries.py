@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from baco_local.runs.prompt_file import id_key
 from tiny_unicode import write_unicode_pair
 
 from baco_local import Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
@@ -218,7 +220,7 @@ def test_gen_cli_writes_whole_words_and_characters(tmp_path: Path) -> None:
     try:
         sampling = SamplingParams(**record["settings"]["sampling"])
         settings = GenerationSettings(router=get_router("random"), gamma=0.5, sampling=sampling, max_tokens=80,
-                                      seed=2, draft=DraftPolicy(enabled=False))
+                                      seed=2, draft=DraftPolicy(enabled=False), prompt_key=id_key(record["id"]))
         generation = engine.generate(PROMPT, 3, settings)
         list(generation)
         for sample, text, provenance in zip(generation.samples, record["generations"], record["samples"]):
