@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny GGUF model pairs written once per test session."""
+"""Shared fixtures: tiny GGUF model pairs written once per test session, and an Engine on them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,22 @@ from pathlib import Path
 import pytest
 from tiny_models import write_pair
 
+from baco_local import Engine, ModelPair, PairSpec
+
 
 @pytest.fixture(scope="session")
 def tiny_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(base.gguf, aligned.gguf) of the tiny pair, seed 0, aligned with the Gemma-style template."""
     return write_pair(tmp_path_factory.mktemp("tiny_pair"))
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_pair: tuple[Path, Path]):
+    """An Engine on the tiny pair (context 256, one thread), shared by a test module; modules that
+    need another shape define their own ``engine``."""
+    base, aligned = tiny_pair
+    pair = ModelPair(PairSpec(base, aligned))
+    eng = Engine(pair, ctx_size=256, threads=1)
+    yield eng
+    eng.close()
+    pair.close()

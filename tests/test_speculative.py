@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from baco_local import ROUTERS, Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
+from baco_local import ROUTERS, GenerationSettings, Message, get_router
 from baco_local.engine.loop import DraftPolicy
 from baco_local.engine.sampling import SamplingParams
 
 PROMPT = [Message("user", "Tell me a story about the cat")]
 STEP = DraftPolicy(enabled=False)
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_pair):
-    base, aligned = tiny_pair
-    pair = ModelPair(PairSpec(base, aligned))
-    eng = Engine(pair, ctx_size=256, threads=1)
-    yield eng
-    eng.close()
-    pair.close()
 
 
 def generate(engine, router: str, draft: DraftPolicy, *, n=2, seed=0, sampling=SamplingParams(temperature=0),

@@ -8,7 +8,7 @@ import pytest
 from stop_strings import assert_cut_like, boundary_stop
 from test_gen_cli import baco, model_args
 
-from baco_local import Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router
+from baco_local import GenerationSettings, Message, get_router
 from baco_local.engine.loop import DraftPolicy
 from baco_local.engine.sampling import SamplingParams
 from baco_local.runs.prompt_file import id_key
@@ -17,16 +17,6 @@ PROMPT = [Message("user", "Tell me a story about the cat")]
 STEP = DraftPolicy(enabled=False)
 GREEDY = SamplingParams(temperature=0)
 DEFAULT = SamplingParams()  # the sampler settings users run: temperature, top-k, top-p, min-p as shipped
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_pair):
-    base, aligned = tiny_pair
-    pair = ModelPair(PairSpec(base, aligned))
-    eng = Engine(pair, ctx_size=256, threads=1)
-    yield eng
-    eng.close()
-    pair.close()
 
 
 def generate(engine, n: int, sampling: SamplingParams, draft: DraftPolicy, stop: tuple[str, ...] = (), seed: int = 3,
