@@ -22,7 +22,7 @@ from .shard import select_shard
 from ..runs.records import GEN_HINT, ExistingOutput, check_resumable, prompt_record, read_existing
 from ..runs.run_lock import RunLock
 from . import options as opt
-from ..engine.scheduler import MAX_PARALLEL
+from ..engine.backend import MAX_SEQUENCES
 from .console import note, show_progress, stderr
 from .gen_parallel import Rate, open_scheduler, run_parallel
 from .setup import open_engine, option_text, prepare_run, resolve_run, settings_record, settle_seed
@@ -96,8 +96,8 @@ def gen_command(
 def _generate_parallel(resolved, run: opt.RunOptions, settings, todo: list[PromptItem], n: int, parallel: int,
                        system: str | None, writer: JsonlWriter, record_settings: dict) -> None:
     """The prompts through one scheduler of ``parallel`` sequences (``--parallel``)."""
-    if not n <= parallel <= MAX_PARALLEL:
-        raise UsageError(f"--parallel must be between -n ({n}) and {MAX_PARALLEL}, got {parallel}")
+    if not n <= parallel <= MAX_SEQUENCES:
+        raise UsageError(f"--parallel must be between -n ({n}) and {MAX_SEQUENCES}, got {parallel}")
     scheduler = open_scheduler(resolved, run, parallel)
     try:
         with _progress() as progress:

@@ -52,7 +52,6 @@ from .settings import GenerationSettings
 from .seeds import sample_seed
 from .step import SIDES, DrawStreams, Sample, SequenceState, Stepper, TokenEvent
 
-MAX_PARALLEL = MAX_SEQUENCES  # llama.cpp's LLAMA_MAX_SEQ
 
 
 @dataclass(frozen=True)
@@ -144,8 +143,8 @@ class Scheduler:
 
     def __init__(self, pair: ModelPair, *, parallel: int = 8, ctx_size: int = 4096,
                  n_cells: int | None = None, threads: int | None = None, n_batch: int = 512) -> None:
-        if not 1 <= parallel <= MAX_PARALLEL:
-            raise UsageError(f"--parallel must be between 1 and {MAX_PARALLEL}, got {parallel}")
+        if not 1 <= parallel <= MAX_SEQUENCES:
+            raise UsageError(f"--parallel must be between 1 and {MAX_SEQUENCES}, got {parallel}")
         check_ctx_size(ctx_size)
         self.pair = pair
         self.parallel = parallel
