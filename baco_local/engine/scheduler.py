@@ -17,6 +17,8 @@ Each sequence is one sample of a :class:`Request` (a prompt, its own
 
 A sample's tokens depend only on its prompt, settings and seed (position-indexed draws), not on
 what else is in the batch, up to llama.cpp's floating-point differences between batch shapes.
+The scheduler always runs the step loop: ``settings.draft`` (draft-and-verify, which pays off for
+a lone sequence) is ignored here. A new prompt is prefilled between steps, in its own decode calls.
 
 Events go to the request's own ``on_event``, in order, on the engine thread: :class:`TokenEvent`
 (sample index, token id, side, visible text), one :class:`SampleFinished` per sample (finish
