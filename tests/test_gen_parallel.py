@@ -54,4 +54,4 @@ def test_parallel_prompt_too_long_is_a_clean_error(tiny_pair, tmp_path: Path) ->
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert errors == [result.stderr.strip().splitlines()[-1]]  # after the memory estimate note
-    assert "prompt 1: the prompt is" in errors[0] and "tokens but the context is 256" in errors[0]
+    assert "prompt 1: the prompt is" in errors[0] and "but the context is 256" in errors[0]

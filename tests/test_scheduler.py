@@ -159,7 +159,7 @@ def test_a_request_that_cannot_fit_fails_alone(pair, engine) -> None:
     scheduler.run_until_idle()
     bad, ok, too_many = collectors
     assert len(bad.events) == 1 and isinstance(bad.events[0], RequestFailed)
-    assert "tokens but the context is 64" in bad.events[0].message
+    assert "but the context is 64" in bad.events[0].message
     assert len(too_many.events) == 1 and "3 samples do not fit in 2" in too_many.events[0].message
     small = Engine(pair, ctx_size=64, threads=1)
     assert [key(s) for s in ok.samples()] == [key(s) for s in alone(small, good)]

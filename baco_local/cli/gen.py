@@ -7,12 +7,12 @@ import sys
 import time
 from contextlib import ExitStack, closing
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import UsageError
+from ..errors import ContextOverflowError, UsageError
 from ..runs.jsonl_file import JsonlWriter, is_regular_output
 from ..runs.prompt_file import PromptItem, id_key, read_prompts, single_prompt
 from ..engine.backend import check_sequences
@@ -74,8 +74,7 @@ def gen_command(
         stack.callback(engine.pair.close)
         stack.callback(engine.close)
         messages_prefix = [Message("system", system)] if system else []
-        for item in todo:  # a prompt too long for the context is refused before any is generated
-            engine.check_prompt([*messages_prefix, Message("user", item.prompt)])
+        _check_prompts(engine.check_prompt, messages_prefix, todo)
         with _progress() as progress:
             task = progress.add_task("generating", total=len(todo) * n, rate="")
             tokens, started = 0, time.perf_counter()
@@ -99,7 +98,9 @@ def _generate_parallel(resolved, run: opt.RunOptions, settings, todo: list[Promp
     if not n <= parallel <= MAX_SEQUENCES:
         raise UsageError(f"--parallel must be between -n ({n}) and {MAX_SEQUENCES}, got {parallel}")
     scheduler = open_scheduler(resolved, run, parallel)
+    prefix = [Message("system", system)] if system else []
     try:
+        _check_prompts(scheduler.check_prompt, prefix, todo)
         with _progress() as progress:
             task = progress.add_task("generating", total=len(todo) * n, rate="")
             rate = Rate()
@@ -111,11 +112,19 @@ def _generate_parallel(resolved, run: opt.RunOptions, settings, todo: list[Promp
             def write(item: PromptItem, samples: list) -> None:
                 writer.write(prompt_record(item, record_settings["model"], samples, record_settings))
 
-            prefix = [Message("system", system)] if system else []
             run_parallel(scheduler, todo, n, settings, prefix, write, on_token, lambda: progress.advance(task, 1))
     finally:
         scheduler.close()
         scheduler.pair.close()
+
+
+def _check_prompts(check: Callable[[list[Message]], object], prefix: list[Message], todo: list[PromptItem]) -> None:
+    """Refuse a prompt too long for the context before any is generated, naming it."""
+    for item in todo:
+        try:
+            check([*prefix, Message("user", item.prompt)])
+        except ContextOverflowError as exc:
+            raise ContextOverflowError(f"prompt {item.id}: {exc}") from None
 
 
 def _lock_and_read(output: Path | None, stack: ExitStack) -> ExistingOutput | None:

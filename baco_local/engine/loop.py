@@ -22,13 +22,13 @@ definition shared with draft-and-verify (speculative.py) and the scheduler of ma
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from .backend import ContextShape, SequenceContext, check_sequences, default_threads
 from .concurrent import ChoiceCache, Concurrency, ThreadPlan
-from ..errors import ContextOverflowError, UsageError
+from ..errors import UsageError
 from ..models.memory import check_ctx_size, effective_context, kv_cells
 from .pair import ModelPair
 from .prompts import Message
@@ -149,14 +149,7 @@ class Engine:
 
     def check_prompt(self, messages: Sequence[Message]) -> dict[Side, list[int]]:
         """Both models' prompt tokens, refused (ContextOverflowError) where they leave the context no room."""
-        prompts = {BASE: self.pair.base_prompt(messages), ALIGNED: self.pair.aligned_prompt(messages)}
-        for side, tokens in prompts.items():
-            if len(tokens) >= self.ctx_size:
-                name = "base" if side == BASE else "aligned"
-                raise ContextOverflowError(
-                    f"the prompt is {len(tokens)} tokens for the {name} model but the context is "
-                    f"{self.ctx_size}; raise --ctx-size or shorten the prompt")
-        return prompts
+        return self.pair.prompts_within(messages, self.ctx_size)
 
     def generate(self, messages: Sequence[Message], n: int, settings: GenerationSettings) -> GenerationBase:
         """Start generating ``n`` samples for a conversation; iterate the result for token events."""

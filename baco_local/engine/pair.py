@@ -15,8 +15,10 @@ import numpy as np
 
 from .backend import LoadedModel
 from .chat_prompt import ChatPrompter
+from ..errors import ContextOverflowError
 from ..models.compat import check_pair
 from .prompts import DEFAULT_BASE_TEMPLATE, Message, check_base_template, render_base
+from .routers import ALIGNED, BASE, Side
 from .vocab import TokenClasses, build_token_classes
 
 
@@ -80,3 +82,15 @@ class ModelPair:
         """Token ids of the plain-text transcript the base model sees."""
         text = render_base(self.spec.base_template, messages)
         return self.base.tokenize(text, add_bos=self.base.info.add_bos, special=False)
+
+    def prompts_within(self, messages: Sequence[Message], ctx_size: int) -> dict[Side, list[int]]:
+        """Both models' prompt tokens, refused (ContextOverflowError) where they leave a context of
+        ``ctx_size`` no room for a new token."""
+        prompts = {BASE: self.base_prompt(messages), ALIGNED: self.aligned_prompt(messages)}
+        for side, tokens in prompts.items():
+            if len(tokens) >= ctx_size:
+                name = "base" if side == BASE else "aligned"
+                raise ContextOverflowError(
+                    f"the prompt is {len(tokens)} tokens for the {name} model but the context is "
+                    f"{ctx_size}; raise --ctx-size or shorten the prompt")
+        return prompts

@@ -187,6 +187,11 @@ class Scheduler:
         with self._wakeup:
             self._wakeup.notify_all()
 
+    def check_prompt(self, messages: Sequence[Message]) -> dict[Side, list[int]]:
+        """Both models' prompt tokens, refused (ContextOverflowError) where they leave the context no room
+        (any thread: only tokenizes)."""
+        return self.pair.prompts_within(messages, self.ctx_size)
+
     # --- the engine thread ----------------------------------------------------------------
 
     @property
@@ -239,12 +244,8 @@ class Scheduler:
                 raise UsageError(f"n must be at least 1, got {request.n}")
             if request.n > self.parallel:
                 raise UsageError(f"{request.n} samples do not fit in {self.parallel} parallel sequences")
-            messages = request.messages()
-            job.prompts = {BASE: self.pair.base_prompt(messages), ALIGNED: self.pair.aligned_prompt(messages)}
+            job.prompts = self.check_prompt(request.messages())
             longest = job.prompt_cells
-            if longest >= self.ctx_size:
-                raise UsageError(f"the prompt is {longest} tokens but the context is {self.ctx_size}; "
-                                 "raise --ctx-size or shorten the prompt")
             job.per_sample = min(request.settings.max_tokens, self.ctx_size - longest)
             job.reserved = longest + request.n * job.per_sample
             if job.reserved > self.n_cells:
