@@ -78,12 +78,12 @@ def main() -> None:
         try:
             started = time.monotonic()
             reference = base_share(engine, "p-punc", 0.3, args.tokens, args.seeds)
-            print(f"p-punc  γ 0.3       base share {reference:.3f}")
+            print(f"p-punc  γ 0.3       base share {reference:.3f}", flush=True)
             for router in args.routers.split(","):
                 shares = {gamma: base_share(engine, router, gamma, args.tokens, args.seeds) for gamma in gammas}
                 for gamma, share in shares.items():
-                    print(f"{router:<7} γ {gamma:<4g} nats  base share {share:.3f}")
-                print(summary(router, shares, reference))
+                    print(f"{router:<7} γ {gamma:<4g} nats  base share {share:.3f}", flush=True)
+                print(summary(router, shares, reference), flush=True)
             print(f"{len(PROMPTS)} prompts x {args.seeds} seed(s) x {args.tokens} tokens per point, "
                   f"{time.monotonic() - started:.0f} s")
         finally:
