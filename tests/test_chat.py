@@ -225,13 +225,28 @@ def test_bad_commands_raise_one_line_usage_errors(pair, line: str, fragment: str
     assert session.settings == before
 
 
-def test_a_router_that_does_not_suit_gamma_names_the_slash_command(pair) -> None:
-    session = make_session(pair)
-    run_command(session, "/router h")
-    run_command(session, "/gamma 3")
+def test_a_gamma_that_does_not_suit_the_router_names_the_slash_command(pair) -> None:
+    session = make_session(pair, router="h", gamma=3.0)
+    with pytest.raises(UsageError, match=r"^/gamma for router 'h' is an entropy in nats \(>= 0\), got -1"):
+        run_command(session, "/gamma -1")
+    run_command(session, "/router p")
     with pytest.raises(UsageError, match=r"^/gamma for router 'p' is a probability in \[0, 1\], got 3"):
-        run_command(session, "/router p")
-    assert session.settings.router.name == "h"
+        run_command(session, "/gamma 3")
+    assert (session.settings.router.name, session.settings.gamma) == ("p", 0.3)
+
+
+def test_switching_router_kind_switches_to_that_kind_of_gamma(pair) -> None:
+    """/router h from p-punc at 0.3 runs h at its own default in nats, not at 0.3 nats; each kind
+    keeps the last /gamma given for it; routers without γ leave it as it is."""
+    session = make_session(pair)
+    steps = [("/router h", "h", 3.0), ("/gamma 2", "h", 2.0), ("/router p", "p", 0.3), ("/gamma 0.5", "p", 0.5),
+             ("/router h-punc", "h-punc", 2.0), ("/router punc", "punc", 2.0), ("/router p-fc", "p-fc", 0.5)]
+    for line, router, gamma in steps:
+        run_command(session, line)
+        assert (session.settings.router.name, session.settings.gamma) == (router, gamma), line
+    own = ChatSession(session.engine, session.settings, gamma_defaults=(0.4, 1.25))  # a pair's defaults
+    run_command(own, "/router h")
+    assert own.settings.gamma == 1.25
 
 
 def test_help_quit_and_slash_escapes(pair) -> None:

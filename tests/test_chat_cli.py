@@ -118,6 +118,7 @@ def test_gamma_and_router_changes_show_in_stats(chat) -> None:
         lines = [text for text in output.splitlines()[1:] if text.strip()]
         assert len(lines) == 1 and message in lines[0], output
     assert "router aligned · γ 1" in session.stats()
+    assert "router h (γ 3)" in session.send("/router h")  # the entropy routers' own default, in nats
     assert session.exit_with("\x04") == 0  # Ctrl-D at an empty prompt
 
 

@@ -214,3 +214,24 @@ def test_readme_metric_table_agrees_with_the_registry() -> None:
     assert set(listed) == set(METRICS)
     for name, direction in listed.items():
         assert direction == METRICS[name].direction, name
+
+
+def test_end_of_input_inside_a_command_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """typer turns an EOFError (Ctrl-D at a prompt) into its own Abort: one line and 130, no traceback."""
+    import io
+
+    from baco_local.cli import app as app_module
+
+    reading = typer.Typer()
+
+    @reading.command()
+    def ask() -> None:
+        input()
+
+    monkeypatch.setattr(app_module, "app", reading)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    with pytest.raises(SystemExit) as stopped:
+        app_module.main([])
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "Error: interrupted"

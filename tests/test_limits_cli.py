@@ -112,3 +112,20 @@ def test_more_samples_than_the_batch_holds_are_refused(tiny_pair) -> None:
     finally:
         engine.close()
         pair.close()
+
+
+@pytest.mark.parametrize("parallel", [MAX_SEQUENCES + 1, 0])
+def test_parallel_beyond_the_limits_is_refused_before_the_models_are_looked_for(tmp_path: Path, parallel: int) -> None:
+    """Checked before the pair's files are even looked for (here they are missing and the hub is
+    offline: that error must not come first)."""
+    registry = tmp_path / "models.toml"
+    registry.write_text('[pairs.away.base]\nrepo = "test-org/base"\nfile = "base.gguf"\n'
+                        '[pairs.away.aligned]\nrepo = "test-org/aligned"\nfile = "aligned.gguf"\n', encoding="utf-8")
+    env = {**os.environ, "BACO_MODELS": str(registry), "HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "baco_local", "gen", "-p", "Hi", "--pair", "away",
+                             "--parallel", str(parallel)], capture_output=True, text=True, timeout=120, env=env)
+    if parallel > MAX_SEQUENCES:
+        assert_clean_error(result, f"--parallel {parallel} is more than llama.cpp's limit of {MAX_SEQUENCES} "
+                                   "parallel sequences per context (LLAMA_MAX_SEQ)")
+    else:
+        assert_clean_error(result, f"--parallel must be between -n (1) and {MAX_SEQUENCES}, got 0")

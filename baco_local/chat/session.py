@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ..errors import UsageError
 from ..engine.loop import Engine, Generation, GenerationSettings, Sample, TokenEvent
 from ..engine.prompts import Message
-from ..engine.routers import ALIGNED, BASE, Side, get_router
+from ..engine.routers import ALIGNED, BASE, DEFAULT_ENTROPY_GAMMA, DEFAULT_GAMMA, Side, get_router
 from .stats import DecodeSnapshot, ReplyStats, SessionStats
 from .window import ContextBudget, window_start
 
@@ -67,9 +67,13 @@ class Exchange:
 class ChatSession:
     """A conversation, the settings its next reply uses, and its statistics."""
 
-    def __init__(self, engine: Engine, settings: GenerationSettings, *, system: str | None = None) -> None:
+    def __init__(self, engine: Engine, settings: GenerationSettings, *, system: str | None = None,
+                 gamma_defaults: tuple[float, float] = (DEFAULT_GAMMA, DEFAULT_ENTROPY_GAMMA)) -> None:
         self.engine = engine
         self.settings = settings
+        # γ per kind (probability, entropy nats): what /router switches to, so h never runs at p's 0.3
+        self._gammas = {"probability": gamma_defaults[0], "entropy": gamma_defaults[1]}
+        self._remember_gamma()
         self.system = system or None
         self.exchanges: list[Exchange] = []
         self.dropped = 0  # the oldest exchanges, left out of the prompts to fit the context
@@ -164,12 +168,20 @@ class ChatSession:
         self.system = text or None
 
     def set_router(self, name: str) -> None:
-        """Route the next replies with another router (γ must suit it)."""
-        self.settings = dataclasses.replace(self.settings, router=get_router(name))
+        """Route the next replies with another router, at the γ of its kind: the last one set for a
+        router of that kind, else the default (a router without γ keeps the current one)."""
+        router = get_router(name)
+        gamma = self._gammas.get(router.gamma_kind, self.settings.gamma)
+        self.settings = dataclasses.replace(self.settings, router=router, gamma=gamma)
 
     def set_gamma(self, gamma: float) -> None:
         """Change the router threshold γ."""
         self.settings = dataclasses.replace(self.settings, gamma=gamma)
+        self._remember_gamma()
+
+    def _remember_gamma(self) -> None:
+        if self.settings.router.gamma_kind in self._gammas:
+            self._gammas[self.settings.router.gamma_kind] = self.settings.gamma
 
     def set_temperature(self, temperature: float) -> None:
         """Change the sampling temperature (0 = greedy)."""

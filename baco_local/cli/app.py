@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         if message:  # `baco` alone shows the help, with nothing to add
             error_line(message)
         code = exc.exit_code if message else 0
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):  # typer that vendors click raises its own
         error_line("interrupted")
         code = 130
     sys.exit(code)

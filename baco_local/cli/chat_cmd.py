@@ -64,7 +64,9 @@ def chat_command(
     with _loading(info):
         engine = open_engine(resolved, run, n_seq=1)
     try:
-        ChatTerminal(ChatSession(engine, settings, system=system), out, info).run(resolved.label)
+        session = ChatSession(engine, settings, system=system,
+                              gamma_defaults=(plan.default_gamma, plan.default_entropy_gamma))
+        ChatTerminal(session, out, info).run(resolved.label)
     finally:
         engine.close()
         engine.pair.close()

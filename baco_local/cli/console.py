@@ -46,9 +46,10 @@ def show_progress() -> bool:
 
 
 def note(message: str) -> None:
-    """A dim informational line on stderr (none under -q)."""
+    """A dim informational line on stderr (none under -q), never broken (a terminal wraps it itself;
+    a log file keeps paths and commands whole)."""
     if not _VERBOSITY.quiet:
-        stderr.print(f"[dim]{escape(message)}[/dim]")
+        stderr.print(f"[dim]{escape(message)}[/dim]", soft_wrap=True)
 
 
 def error_line(message: str) -> None:

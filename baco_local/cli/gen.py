@@ -52,6 +52,8 @@ def gen_command(
     if n < 1:
         raise typer.BadParameter("must be at least 1", param_hint="-n")
     check_sequences(n)
+    if parallel is not None:
+        check_parallel(n, parallel)
     plan, settings = prepare_run(run)
     system = option_text(run, system, "--system")
     items = select_shard(_prompts(prompt_file, prompt), shard)
@@ -92,11 +94,17 @@ def gen_command(
                 progress.advance(task, n)
 
 
+def check_parallel(n: int, parallel: int) -> None:
+    """Refuse a ``--parallel`` that llama.cpp cannot hold (LLAMA_MAX_SEQ) or that is below ``-n`` (UsageError)."""
+    check_sequences(parallel, "--parallel")
+    if not n <= parallel:
+        raise UsageError(f"--parallel must be between -n ({n}) and {MAX_SEQUENCES}, got {parallel}")
+
+
 def _generate_parallel(resolved, run: opt.RunOptions, settings, todo: list[PromptItem], n: int, parallel: int,
                        system: str | None, writer: JsonlWriter, record_settings: dict) -> None:
     """The prompts through one scheduler of ``parallel`` sequences (``--parallel``)."""
-    if not n <= parallel <= MAX_SEQUENCES:
-        raise UsageError(f"--parallel must be between -n ({n}) and {MAX_SEQUENCES}, got {parallel}")
+    check_parallel(n, parallel)
     scheduler = open_scheduler(resolved, run, parallel)
     prefix = [Message("system", system)] if system else []
     try:

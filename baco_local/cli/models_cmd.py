@@ -159,7 +159,12 @@ def check_memory_for_run(base: Path, aligned: Path, *, n_cells: int, n_seq: int,
 
 
 def _ask(question: str) -> bool:
-    return Confirm.ask(question, console=stderr, default=True)
+    """Ask on the terminal; Ctrl-D (no answer) is a no."""
+    try:
+        return Confirm.ask(question, console=stderr, default=True)
+    except EOFError:
+        stderr.print()
+        return False
 
 
 def _cell(found: Located) -> str:
