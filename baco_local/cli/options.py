@@ -174,7 +174,7 @@ def with_help(annotation: Any, help_text: str) -> Any:
     return Annotated[value_type, info]
 
 
-def with_run_options(*, routing: bool = True, max_tokens: int = 256,
+def with_run_options(*, routing: bool = True, max_tokens: int = 256, seed: int = 0,
                      helps: Mapping[str, str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a typer command the shared model, routing, sampling, runtime and output options.
 
@@ -187,7 +187,7 @@ def with_run_options(*, routing: bool = True, max_tokens: int = 256,
     shared = [(name, with_help(annotation, helps[name]) if helps and name in helps else annotation, default)
               for name, annotation, default in [*_MODEL_OPTIONS, *(_ROUTING_OPTIONS if routing else []),
                                                 *_SAMPLING_OPTIONS, *_RUNTIME_OPTIONS, *_OUTPUT_OPTIONS]]
-    defaults = {"max_tokens": max_tokens}
+    defaults = {"max_tokens": max_tokens, "seed": seed}
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command, eval_str=True)
