@@ -12,8 +12,7 @@ import contextlib
 import json
 import logging
 import math
-import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,12 +34,7 @@ from .schemas import ChatCompletionRequest, CompletionRequest
 from .translate import Job, chat_job, completion_job, parse_body
 
 log = logging.getLogger("baco.serve")
-DISCONNECT_POLL = 0.5  # seconds between checks that a client still waits (before its stream starts)
 SHUTDOWN_GRACE = 5.0  # seconds a stream has to send its last chunks once the server stops
-
-
-class ClientGone(Exception):
-    """The client closed the connection before its response began."""
 
 
 def create_app(config: ServeConfig, engine: EngineThread) -> FastAPI:
@@ -140,37 +134,46 @@ def routers_body(config: ServeConfig) -> dict[str, Any]:
 # --- one completion --------------------------------------------------------------------------
 
 async def _serve(request: Request, engine: EngineThread, config: ServeConfig, kind: Kind, job: Job) -> Response:
-    """Submit the job and answer: a JSON body, or an event stream once the first token is out."""
+    """Submit the job and answer: a JSON body, or an event stream once the first token is out.
+
+    Until the stream starts (or while a plain request runs), a watcher cancels the request as soon
+    as its client disconnects; a stream's own disconnect handling takes over from there."""
     submission = engine.submit(job.request)
     maker = ResponseMaker(kind, config.model_id, job.request.settings)
+    watcher = asyncio.create_task(_cancel_on_disconnect(request, submission))
     try:
-        first = await _next_while_connected(submission, request)
+        first = await submission.next()
         if isinstance(first, RequestFailed):
             code = "context_length_exceeded" if "context" in first.message or "KV cells" in first.message else None
             raise bad_request(first.message, "messages" if kind == "chat" else "prompt", code)
         if job.stream:
+            await _stop(watcher)
             return EventSourceResponse(_stream(submission, first, maker, job.include_usage), sep="\n",
                                        shutdown_grace_period=SHUTDOWN_GRACE)
-        return await _collect(submission, first, maker, request)
-    except ClientGone:
-        submission.cancel()
-        return Response(status_code=499)
+        return await _collect(submission, first, maker)
     except BaseException:
         submission.cancel()
         raise
+    finally:
+        await _stop(watcher)
 
 
-async def _next_while_connected(submission: Submission, request: Request) -> Event:
-    """The submission's next event; :class:`ClientGone` if the client leaves while it waits."""
+async def _cancel_on_disconnect(request: Request, submission: Submission) -> None:
+    """Wait for the client's disconnect (the body is already read), then cancel its request."""
     while True:
-        try:
-            return await submission.next(DISCONNECT_POLL)
-        except asyncio.TimeoutError:
-            if await request.is_disconnected():
-                raise ClientGone from None
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            submission.cancel()
+            return
 
 
-async def _collect(submission: Submission, first: Event, maker: ResponseMaker, request: Request) -> Response:
+async def _stop(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _collect(submission: Submission, first: Event, maker: ResponseMaker) -> Response:
     """Every sample of a non-streamed request, as one response."""
     samples: dict[int, Sample] = {}
     prompt_tokens, errors, event = 0, [], first
@@ -182,7 +185,7 @@ async def _collect(submission: Submission, first: Event, maker: ResponseMaker, r
                 errors.append(event.error)
         if submission.done:
             break
-        event = await _next_while_connected(submission, request)
+        event = await submission.next()
     if errors:
         raise ApiError(500, f"decoding failed: {errors[0]}", type=SERVER)
     return JSONResponse(maker.response([samples[i] for i in sorted(samples)], prompt_tokens))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import AsyncIterator, Callable
+from typing import Callable
 
 from ..engine.scheduler import Event, Request, RequestFailed, RequestHandle, SampleFinished, Scheduler
 from .errors import unavailable
@@ -45,19 +45,14 @@ class Submission:
             self.engine.forget(self)
         self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
 
-    async def next(self, timeout: float | None = None) -> Event:
-        """The next event (``asyncio.TimeoutError`` after ``timeout`` seconds without one)."""
-        event = await asyncio.wait_for(self.queue.get(), timeout)
+    async def next(self) -> Event:
+        """The next event."""
+        event = await self.queue.get()
         if isinstance(event, SampleFinished):
             self.finished += 1
         elif isinstance(event, RequestFailed):
             self.failed = True
         return event
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Every remaining event, until the last sample ends."""
-        while not self.done:
-            yield await self.next()
 
     def cancel(self) -> None:
         """Stop this request (thread-safe; its sequences are freed at the next step)."""
