@@ -98,6 +98,8 @@ class EngineThread:
         """Queue a request, or refuse it with 503 (loading, closing, or the queue is full)."""
         if self.state == LOADING:
             raise unavailable("the models are still loading", "loading")
+        if self.state == FAILED:
+            raise unavailable(f"the models failed to load: {self.failure}", "load_failed", retry_after=60)
         if self.state != READY or self.scheduler is None:
             raise unavailable("the server is shutting down", "shutting_down")
         submission = Submission(self, request, asyncio.get_running_loop())
