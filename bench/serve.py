@@ -35,7 +35,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import SAMPLING, batching_limit  # noqa: E402
-from standin import gemma_base_path, write_standin  # noqa: E402
+from standin import bench_pair  # noqa: E402
 
 from baco_local import ModelPair, PairSpec  # noqa: E402
 
@@ -136,13 +136,7 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=1024)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if (args.base is None) != (args.aligned is None):
-        parser.error("give both --base and --aligned, or neither")
-    base, aligned = args.base, args.aligned
-    if base is None:
-        base = gemma_base_path()
-        aligned = write_standin(base, Path.home() / ".cache" / "baco" / "bench" / "gemma-3-270m-standin-x3.gguf")
-        print("NOTE: the aligned side is a STAND-IN (Gemma 3 270M base with logits x3), not an aligned model.\n")
+    base, aligned = bench_pair(parser, args)
     t, logs = str(args.threads), Path(tempfile.mkdtemp(prefix="baco-bench-serve-"))
     baco_port, llama_port = free_port(), free_port()
     sampling = ["--temp", str(SAMPLING.temperature), "--top-k", str(SAMPLING.top_k), "--top-p", str(SAMPLING.top_p),
