@@ -193,26 +193,32 @@ async def _collect(submission: Submission, first: Event, maker: ResponseMaker) -
 
 async def _stream(submission: Submission, first: Event, maker: ResponseMaker,
                   include_usage: bool) -> AsyncIterator[dict[str, str]]:
-    """The SSE events of a streamed request: a role chunk per choice, a chunk per token with text,
-    a last chunk per choice with its finish reason, the usage chunk if asked, then ``[DONE]``."""
+    """The SSE events of a streamed request: a role chunk per choice, a chunk per choice with the
+    text of the tokens that arrived since the last one (one token when the client keeps up), a last
+    chunk per choice with its finish reason, the usage chunk if asked, then ``[DONE]``."""
     try:
         for index in range(submission.request.n):
             yield _data(maker.role_chunk(index, include_usage))
         prompt_tokens = completion_tokens = 0
-        event: Event = first
+        events: list[Event] = [first]
         while True:
-            if isinstance(event, TokenEvent):
-                if event.text:
-                    yield _data(maker.token_chunk(event, include_usage))
-            elif isinstance(event, SampleFinished):
-                prompt_tokens = event.prompt_tokens
-                completion_tokens += len(event.sample.tokens)
-                if event.error:
-                    yield _data(error_body(f"decoding failed: {event.error}", SERVER))
-                yield _data(maker.final_chunk(event.sample, include_usage))
+            pending: dict[int, list[TokenEvent]] = {}
+            for event in events:
+                if isinstance(event, TokenEvent) and event.text:
+                    pending.setdefault(event.sample, []).append(event)
+                elif isinstance(event, SampleFinished):
+                    if event.sample.index in pending:
+                        yield _data(maker.token_chunk(pending.pop(event.sample.index), include_usage))
+                    prompt_tokens = event.prompt_tokens
+                    completion_tokens += len(event.sample.tokens)
+                    if event.error:
+                        yield _data(error_body(f"decoding failed: {event.error}", SERVER))
+                    yield _data(maker.final_chunk(event.sample, include_usage))
+            for tokens in pending.values():
+                yield _data(maker.token_chunk(tokens, include_usage))
             if submission.done:
                 break
-            event = await submission.next()
+            events = await submission.next_batch()
         if include_usage:
             yield _data(maker.usage_chunk(prompt_tokens, completion_tokens))
         yield {"data": "[DONE]"}

@@ -47,7 +47,16 @@ class Submission:
 
     async def next(self) -> Event:
         """The next event."""
-        event = await self.queue.get()
+        return self._count(await self.queue.get())
+
+    async def next_batch(self) -> list[Event]:
+        """The next event and every other one already waiting (a stream sends them as one chunk per choice)."""
+        events = [await self.next()]
+        while not self.queue.empty():
+            events.append(self._count(self.queue.get_nowait()))
+        return events
+
+    def _count(self, event: Event) -> Event:
         if isinstance(event, SampleFinished):
             self.finished += 1
         elif isinstance(event, RequestFailed):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, Sequence
 
 from ..engine.routers import BASE
 from ..engine.settings import GenerationSettings
@@ -43,9 +43,9 @@ def pieces(spans: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
     return out
 
 
-def event_pieces(event: TokenEvent) -> list[dict[str, str]]:
-    """The pieces of a token event's visible text."""
-    return pieces(event.spans or ((event.side, event.text),))
+def event_pieces(events: Sequence[TokenEvent]) -> list[dict[str, str]]:
+    """The pieces of the visible text of token events (of one sample, in order)."""
+    return pieces(span for event in events for span in (event.spans or ((event.side, event.text),)))
 
 
 def provenance(sample: Sample) -> dict[str, Any]:
@@ -111,10 +111,12 @@ class ResponseMaker:
         chunk["baco"] = self.settings_record()
         return chunk
 
-    def token_chunk(self, event: TokenEvent, with_usage: bool) -> dict[str, Any]:
-        delta = {"delta": {"content": event.text}} if self.kind == "chat" else {"text": event.text}
-        return self._chunk({"index": event.sample, **delta, "logprobs": None, "finish_reason": None,
-                            "baco": {"pieces": event_pieces(event)}}, with_usage)
+    def token_chunk(self, events: Sequence[TokenEvent], with_usage: bool) -> dict[str, Any]:
+        """The text of one sample's newest token events."""
+        text = "".join(event.text for event in events)
+        delta = {"delta": {"content": text}} if self.kind == "chat" else {"text": text}
+        return self._chunk({"index": events[0].sample, **delta, "logprobs": None, "finish_reason": None,
+                            "baco": {"pieces": event_pieces(events)}}, with_usage)
 
     def final_chunk(self, sample: Sample, with_usage: bool) -> dict[str, Any]:
         """A choice's last chunk: its finish reason and its provenance (no text: it was all sent)."""
