@@ -18,6 +18,8 @@ from serve_process import HOST, ROOT, ServerProcess
 from baco_local.serve.runner import is_loopback
 
 LONG = 2000  # tokens a request would take to finish: seconds, far longer than the checks below
+KEY = "from-the-environment"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 STORY = [{"role": "user", "content": "Tell me a story about the cat"}]
 
 
@@ -26,7 +28,7 @@ def server(tiny_pair, tmp_path_factory):
     base, aligned = tiny_pair
     process = ServerProcess(["--base", str(base), "--aligned", str(aligned), "-c", "2048", "-t", "1",
                              "--parallel", "1", "--queue", "1", "--temp", "0", "-q"],
-                            log_dir=tmp_path_factory.mktemp("serve"))
+                            env={"BACO_API_KEY": KEY}, log_dir=tmp_path_factory.mktemp("serve"))
     try:
         process.wait_ready()
         yield process
@@ -35,7 +37,7 @@ def server(tiny_pair, tmp_path_factory):
 
 
 def stats(server) -> dict:
-    return httpx.get(server.url + "/baco/stats", timeout=10).json()
+    return httpx.get(server.url + "/baco/stats", headers=AUTH, timeout=10).json()
 
 
 def wait_for(condition, timeout: float = 20.0) -> None:
@@ -57,15 +59,21 @@ def read_until_content(lines, count: int = 3) -> list[dict]:
     raise AssertionError("the stream ended early")
 
 
+def test_the_key_can_come_from_the_environment(server) -> None:
+    assert httpx.get(server.url + "/baco/stats").status_code == 401
+    assert httpx.get(server.url + "/baco/stats", headers=AUTH).status_code == 200
+
+
 def test_disconnect_frees_the_slot_and_a_full_queue_gives_503(server) -> None:
     before = stats(server)["completion_tokens"]
     queued: dict = {}
 
     def ask_queued() -> None:
-        reply = httpx.post(server.url + "/v1/chat/completions", json={"messages": STORY, "max_tokens": 5}, timeout=60)
+        reply = httpx.post(server.url + "/v1/chat/completions", json={"messages": STORY, "max_tokens": 5}, headers=AUTH,
+                           timeout=60)
         queued["status"], queued["body"] = reply.status_code, reply.json()
 
-    with httpx.Client(base_url=server.url, timeout=60) as streaming:
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as streaming:
         with streaming.stream("POST", "/v1/chat/completions",
                               json={"messages": STORY, "max_tokens": LONG, "stream": True}) as long_stream:
             lines = long_stream.iter_lines()  # kept: a dropped iterator closes the connection
@@ -74,7 +82,7 @@ def test_disconnect_frees_the_slot_and_a_full_queue_gives_503(server) -> None:
             waiter = threading.Thread(target=ask_queued)
             waiter.start()
             wait_for(lambda: stats(server)["waiting"] == 1)
-            full = httpx.post(server.url + "/v1/chat/completions", json={"messages": STORY, "max_tokens": 5})
+            full = httpx.post(server.url + "/v1/chat/completions", json={"messages": STORY, "max_tokens": 5}, headers=AUTH)
             assert full.status_code == 503 and full.headers["retry-after"] == "1"
             assert full.json()["error"]["code"] == "queue_full"
             assert "status" not in queued  # still waiting behind the long stream
@@ -90,13 +98,14 @@ def test_disconnect_frees_the_slot_and_a_full_queue_gives_503(server) -> None:
 def test_a_plain_request_whose_client_leaves_is_cancelled(server) -> None:
     before = stats(server)["completion_tokens"]
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(server.url + "/v1/chat/completions", json={"messages": STORY, "max_tokens": LONG}, timeout=0.5)
+        httpx.post(server.url + "/v1/chat/completions", json={"messages": STORY, "max_tokens": LONG}, headers=AUTH,
+                   timeout=0.5)
     wait_for(lambda: stats(server)["live_sequences"] == 0)
     assert stats(server)["completion_tokens"] - before < LONG
 
 
 def test_sigterm_ends_the_stream_in_flight_and_exits_0(server) -> None:
-    with httpx.Client(base_url=server.url, timeout=30) as streaming:
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as streaming:
         with streaming.stream("POST", "/v1/chat/completions",
                               json={"messages": STORY, "max_tokens": LONG, "stream": True,
                                     "stream_options": {"include_usage": True}}) as reply:
