@@ -257,3 +257,4 @@ def test_eight_concurrent_clients_match_each_alone(server, client) -> None:
     assert together == alone
     stats = httpx.get(server.url + "/baco/stats", headers=HEADERS).json()
     assert stats["live_sequences"] == 0 and stats["waiting"] == 0 and stats["parallel"] == 8
+    assert stats["peak_live_sequences"] >= 5  # decoded together (no earlier test has more than 3 at once)

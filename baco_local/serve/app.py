@@ -88,7 +88,8 @@ def create_app(config: ServeConfig, engine: EngineThread) -> FastAPI:
         scheduler = engine.scheduler
         return {"state": engine.state, "parallel": config.limits.parallel, "queue": config.limits.queue,
                 "live_sequences": scheduler.live_sequences if scheduler else 0, "waiting": engine.waiting,
-                "requests": engine.requests, "completion_tokens": engine.completion_tokens}
+                "peak_live_sequences": engine.peak_live, "requests": engine.requests,
+                "completion_tokens": engine.completion_tokens}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:

@@ -38,6 +38,7 @@ class Submission:
         if not self.started:
             self.started = True
             self.engine.left_queue()
+        self.engine.saw_live(self.engine.scheduler.live_sequences if self.engine.scheduler else 0)
         if isinstance(event, SampleFinished):
             self._ended += 1
             self.engine.completion_tokens += len(event.sample.tokens)
@@ -85,6 +86,7 @@ class EngineThread:
         self._in_flight: set[Submission] = set()
         self.requests = 0
         self.completion_tokens = 0
+        self.peak_live = 0  # most sequences decoded together so far
         self._thread = threading.Thread(target=self._run, name="baco-engine", daemon=True)
 
     def start(self) -> None:
@@ -155,6 +157,9 @@ class EngineThread:
     def left_queue(self) -> None:
         with self._lock:
             self._waiting -= 1
+
+    def saw_live(self, live: int) -> None:
+        self.peak_live = max(self.peak_live, live)
 
     def forget(self, submission: Submission) -> None:
         with self._lock:
