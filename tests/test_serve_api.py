@@ -94,6 +94,19 @@ def test_chat_completion_with_provenance(client) -> None:
     assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens
 
 
+def test_conversations_with_every_role_and_text_parts(client) -> None:
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "the cat"},
+                    {"role": "assistant", "content": "the dog"},
+                    {"role": "user", "content": [{"type": "text", "text": "Tell me "}, {"type": "text", "text": "more"}]}]
+    plain = client.chat.completions.create(model=MODEL, messages=conversation, max_tokens=10, seed=1, temperature=0)
+    joined_parts = [*conversation[:3], {"role": "user", "content": "Tell me more"}]
+    again = client.chat.completions.create(model=MODEL, messages=joined_parts, max_tokens=10, seed=1, temperature=0)
+    assert plain.choices[0].message.content and plain.choices[0].message.content == again.choices[0].message.content
+    developer = [{"role": "developer", "content": "Be brief."}, *conversation[1:]]
+    as_system = client.chat.completions.create(model=MODEL, messages=developer, max_tokens=10, seed=1, temperature=0)
+    assert as_system.choices[0].message.content == plain.choices[0].message.content
+
+
 def test_stream_reassembled_equals_the_plain_response(client) -> None:
     request = dict(model=MODEL, messages=STORY, max_tokens=40, seed=11, temperature=1.0, n=2)
     plain = client.chat.completions.create(**request)

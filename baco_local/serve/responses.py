@@ -72,7 +72,8 @@ class ResponseMaker:
 
     def _head(self, obj: str) -> dict[str, Any]:
         prefix = "chatcmpl-" if self.kind == "chat" else "cmpl-"
-        return {"id": prefix + self.id, "object": obj, "created": self.created, "model": self.model}
+        return {"id": prefix + self.id, "object": obj, "created": self.created, "model": self.model,
+                "system_fingerprint": None}
 
     def settings_record(self) -> dict[str, Any]:
         s = self.settings
