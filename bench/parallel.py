@@ -25,7 +25,7 @@ import llama_cpp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import SAMPLING, Timing, batching_limit, median_timing  # noqa: E402
-from standin import gemma_base_path, write_standin  # noqa: E402
+from standin import bench_pair  # noqa: E402
 
 from baco_local import Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router  # noqa: E402
 from baco_local.engine.scheduler import Request, SampleFinished, Scheduler  # noqa: E402
@@ -96,13 +96,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if (args.base is None) != (args.aligned is None):
-        parser.error("give both --base and --aligned, or neither")
-    base, aligned = args.base, args.aligned
-    if base is None:
-        base = gemma_base_path()
-        aligned = write_standin(base, Path.home() / ".cache" / "baco" / "bench" / "gemma-3-270m-standin-x3.gguf")
-        print("NOTE: the aligned side is a STAND-IN (Gemma 3 270M base with logits x3), not an aligned model.\n")
+    base, aligned = bench_pair(parser, args)
     texts, n, t = prompts(args.prompts), args.samples, args.threads
     pair = ModelPair(PairSpec(base, aligned))
     ctx = 1024

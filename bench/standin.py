@@ -9,6 +9,7 @@ base model's, only more peaked. Never report its outputs as an instruct model's.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import gguf
@@ -62,3 +63,15 @@ def write_standin(base: Path, target: Path) -> Path:
                                             gguf.Keys.General.NAME: name}, [])
     partial.replace(target)
     return target
+
+
+def bench_pair(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Path, Path]:
+    """``--base``/``--aligned`` as given, or Gemma 3 270M base with the stand-in aligned side (said so)."""
+    if (args.base is None) != (args.aligned is None):
+        parser.error("give both --base and --aligned, or neither")
+    if args.base is not None:
+        return args.base, args.aligned
+    base = gemma_base_path()
+    aligned = write_standin(base, Path.home() / ".cache" / "baco" / "bench" / "gemma-3-270m-standin-x3.gguf")
+    print("NOTE: the aligned side is a STAND-IN (Gemma 3 270M base with logits x3), not an aligned model.\n")
+    return base, aligned

@@ -106,7 +106,7 @@ def test_a_bare_json_option_means_stdout() -> None:
 
 # --- help -------------------------------------------------------------------------------------------
 
-COMMAND_PATHS = [[], ["gen"], ["chat"], ["eval"], ["sweep"], ["merge"], ["models"], ["models", "list"], ["models", "pull"],
+COMMAND_PATHS = [[], ["gen"], ["chat"], ["eval"], ["sweep"], ["merge"], ["serve"], ["models"], ["models", "list"], ["models", "pull"],
                  ["models", "info"], ["models", "check"]]
 
 
@@ -183,6 +183,7 @@ def default_shown(default: object) -> str | None:
 @pytest.mark.parametrize("heading, command, shared_elsewhere", [
     ("### `baco gen`", "gen", False),
     ("### `baco sweep`", "sweep", True),  # sweep's table lists its own options; the others are gen's
+    ("### `baco serve`", "serve", True),
 ])
 def test_readme_option_tables_agree_with_the_options(heading: str, command: str, shared_elsewhere: bool) -> None:
     options = command_options(command)

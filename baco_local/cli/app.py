@@ -24,6 +24,7 @@ from .gen import gen_command
 from .help import BacoCommand, BacoGroup
 from .merge_cmd import merge_command
 from .models_cmd import models_app
+from .serve_cmd import serve_command
 from .sweep_cmd import sweep_command
 
 # typer 0.29 vendors its own copy of click: usage errors may come from either.
@@ -51,6 +52,7 @@ app.command("chat", cls=BacoCommand)(chat_command)
 app.command("eval", cls=BacoCommand)(eval_command)
 app.command("sweep", cls=BacoCommand)(sweep_command)
 app.command("merge", cls=BacoCommand)(merge_command)
+app.command("serve", cls=BacoCommand)(serve_command)
 app.add_typer(models_app, name="models")
 
 

@@ -174,20 +174,21 @@ def with_help(annotation: Any, help_text: str) -> Any:
     return Annotated[value_type, info]
 
 
-def with_run_options(*, routing: bool = True, max_tokens: int = 256,
+def with_run_options(*, routing: bool = True, max_tokens: int = 256, seed: int = 0,
                      helps: Mapping[str, str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a typer command the shared model, routing, sampling, runtime and output options.
 
     The command declares its own options plus a ``run: RunOptions`` parameter; the decorated
     command's signature (what typer reads) has the command's own options and the shared ones,
     grouped by help panel in the order of :data:`PANELS`, and calls the command with the shared
-    ones bundled into ``run`` (after applying -v/-q). ``helps`` replaces the help text of shared
-    options by name, where the shared one does not apply.
+    ones bundled into ``run`` (after applying -v/-q). ``max_tokens`` and ``seed`` are the command's
+    defaults of those options; ``helps`` replaces the help text of shared options by name, where the
+    shared one does not apply.
     """
     shared = [(name, with_help(annotation, helps[name]) if helps and name in helps else annotation, default)
               for name, annotation, default in [*_MODEL_OPTIONS, *(_ROUTING_OPTIONS if routing else []),
                                                 *_SAMPLING_OPTIONS, *_RUNTIME_OPTIONS, *_OUTPUT_OPTIONS]]
-    defaults = {"max_tokens": max_tokens}
+    defaults = {"max_tokens": max_tokens, "seed": seed}
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command, eval_str=True)
