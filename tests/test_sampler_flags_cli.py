@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from test_chat_cli import piped_chat
 from test_gen_cli import baco, model_args, read_records
-
-from baco_local.cli.app import main
+from test_sweep import run_in_process
 
 BAD = [
     (["--xtc-probability", "1.5"], "--xtc-probability must be in [0, 1]"),
@@ -29,12 +28,6 @@ FLAGS = ["--xtc-probability", "0.5", "--xtc-threshold", "0.2", "--top-nsigma", "
 RECORDED = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "xtc_probability": 0.5,
             "xtc_threshold": 0.2, "top_nsigma": 1.5, "dry_multiplier": 0.8, "dry_base": 2.0, "dry_allowed_length": 3,
             "dry_penalty_last_n": 64, "dry_sequence_breakers": ["\n", "."]}
-
-
-def run_in_process(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    return exit_info.value.code, capsys.readouterr().err
 
 
 def assert_one_error_line(code: int, err: str, fragment: str) -> None:

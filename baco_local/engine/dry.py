@@ -133,7 +133,7 @@ def _suffix_matches(window: np.ndarray, limit: int) -> np.ndarray:
     counts = np.zeros(n, dtype=np.int64)
     alive = np.flatnonzero(window[:-1] == window[-1])  # end positions matching the last token
     length = 1
-    while alive.size:
+    while alive.size and length <= limit:  # longer matches count as ``limit`` anyway
         # alive positions match the last ``length`` tokens; try one more back
         ok = alive - length >= 0
         extends = np.zeros(alive.shape, dtype=bool)
@@ -141,4 +141,5 @@ def _suffix_matches(window: np.ndarray, limit: int) -> np.ndarray:
         counts[alive[~extends]] = length
         alive = alive[extends]
         length += 1
+    counts[alive] = length
     return np.minimum(counts, limit)
