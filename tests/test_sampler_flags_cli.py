@@ -92,6 +92,7 @@ def test_chat_records_the_flags_in_a_saved_transcript(tiny_pair, tmp_path: Path)
                         lines=f"Hello\n/save {saved}\n")
     assert result.returncode == 0, result.stderr
     assert json.loads(saved.read_text(encoding="utf-8"))["settings"]["sampling"] == RECORDED
+    assert "min-p 0.05 · DRY ×0.8 base 2 allowed 3 · top-nσ 1.5 · XTC p 0.5 t 0.2 ·" in result.stderr
 
 
 def test_sweep_records_the_flags_and_resume_refuses_other_values(tiny_pair, tmp_path: Path) -> None:

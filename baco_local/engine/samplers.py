@@ -44,6 +44,18 @@ def model_breakers(model: "LoadedModel", breakers: Sequence[str]) -> Breakers:
     return cached[key]
 
 
+def describe_extra(params: SamplingParams) -> list[str]:
+    """The diversity samplers that are on, in a few words each (for status lines)."""
+    parts = []
+    if params.dry_on:
+        parts.append(f"DRY ×{params.dry_multiplier:g} base {params.dry_base:g} allowed {params.dry_allowed_length}")
+    if params.top_nsigma_on:
+        parts.append(f"top-nσ {params.top_nsigma:g}")
+    if params.xtc_on:
+        parts.append(f"XTC p {params.xtc_probability:g} t {params.xtc_threshold:g}")
+    return parts
+
+
 def sample_token(dist: Distribution, params: SamplingParams, draw: float, *, xtc_draw: float = 1.0,
                  history: np.ndarray | None = None, breakers: Breakers | None = None) -> int:
     """The token the chain of the module docstring picks with the uniform ``draw``; ``xtc_draw``
