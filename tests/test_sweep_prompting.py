@@ -7,14 +7,12 @@ import re
 from pathlib import Path
 
 from baco_local import GenerationSettings, get_router
-from baco_local.engine.loop import DraftPolicy
 from baco_local.runs.sweep import KnobLists, build_grid
 from baco_local.runs.sweep_prompting import (PROMPTING_INSTRUCTION, SEQUENTIAL_INSTRUCTION, point_samples,
                                              sequential_message)
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-SHARED = GenerationSettings(router=get_router("p-punc"), gamma=0.3, max_tokens=10, seed=4,
-                            draft=DraftPolicy(enabled=False))
+SHARED = GenerationSettings(router=get_router("p-punc"), gamma=0.3, max_tokens=10, seed=4)  # adaptive drafting
 PROMPT = "Tell me a story about the cat"
 
 
@@ -35,6 +33,7 @@ class Recording:
         self.engine, self.prompts = engine, []
 
     def generate(self, messages, n, settings):
+        self.drafted = getattr(self, "drafted", []) + [settings.draft.applies_to(n)]
         aligned = self.engine.pair.aligned
         tokens = self.engine.pair.aligned_prompt(messages)
         text = b"".join(aligned.piece(t, special=True) for t in tokens).decode("utf-8")  # control tokens shown
@@ -65,6 +64,7 @@ def test_prompting_seq_shows_the_earlier_answers(engine) -> None:
     (point,) = points("prompting-seq")
     samples = point_samples(recording, point, PROMPT, 3)
     assert [n for _, n in recording.prompts] == [1, 1, 1]  # sequential: one sample at a time
+    assert recording.drafted == [False] * 3  # the step loop, as the records say for -n 3
     first, second, third = (text for text, _ in recording.prompts)
     assert PROMPT in first and "Answers already given" not in first and PROMPTING_INSTRUCTION not in first
     assert f"{PROMPT}\n\nAnswers already given:\n\nAnswer 1:\n{samples[0].text.strip()}" in second

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from ..engine.loop import Engine, Sample
+from ..engine.loop import DraftPolicy, Engine, Sample
 from ..engine.prompts import Message
 from .sweep import OperatingPoint
 
@@ -56,8 +56,10 @@ def point_samples(engine: Engine, point: OperatingPoint, prompt: str, n: int,
         text = prompting_message(prompt) if point.method == "prompting" else prompt
         return _run(engine, text, n, point.settings, on_token)
     samples: list[Sample] = []
+    # The loop the records name is the one for n samples: one sample alone must not switch to drafting.
+    draft = point.settings.draft if point.settings.draft.applies_to(n) else DraftPolicy(enabled=False)
     for index in range(n):
-        settings = dataclasses.replace(point.settings, seed=point.settings.seed + index)
+        settings = dataclasses.replace(point.settings, seed=point.settings.seed + index, draft=draft)
         sample = _run(engine, sequential_message(prompt, [s.text for s in samples]), 1, settings, on_token)[0]
         samples.append(dataclasses.replace(sample, index=index))
     return samples
