@@ -81,10 +81,13 @@ def kept_tokens(dist: Distribution, params: SamplingParams, *, xtc_draw: float =
     if params.dry_on and history is not None and history.shape[0]:
         logits = _penalised(logits, params, history, breakers or Breakers({}))
     if params.top_nsigma_on:
-        logits = _within_sigmas(logits, params.top_nsigma)
-    working = dist if logits is dist.logits else Distribution(logits, Scratch(logits.shape[0]))
-    ids = ranked_prefix(working, params)
-    ids = ids[logits[ids] > MASKED_LOGIT]  # what top-n-sigma removed (and what no side may write)
+        # top-k, top-p and min-p then see only what top-n-sigma kept (the rest has no mass): rank that alone
+        kept = _within_sigmas(logits, params.top_nsigma)
+        ids = kept[ranked_prefix(Distribution(logits[kept], Scratch(kept.shape[0])), params)]
+    else:
+        working = dist if logits is dist.logits else Distribution(logits, Scratch(logits.shape[0]))
+        ids = ranked_prefix(working, params)
+    ids = ids[logits[ids] > MASKED_LOGIT]  # ids no side may write
     if ids.shape[0] > 1 and logits[ids[0]] < logits[ids[1:]].max():  # all three filters off: not ranked
         ids = ids[np.argsort(-logits[ids], kind="stable")]
     if params.xtc_on and xtc_draw <= params.xtc_probability and ids.shape[0] >= 2:
@@ -107,17 +110,15 @@ def _penalised(logits: np.ndarray, params: SamplingParams, history: np.ndarray, 
 
 
 def _within_sigmas(logits: np.ndarray, n: float) -> np.ndarray:
-    """A copy of ``logits`` where those below max − n·σ are masked (σ over the unmasked logits)."""
+    """The ids whose logit is at least max − n·σ (σ over the logits of ids that are not masked)."""
     valid = logits > MASKED_LOGIT
-    values = logits[valid]
+    values = logits if valid.all() else logits[valid]
     # float32 running sums, as llama.cpp's loops (a float64 sum moves the cut on a 262k vocabulary)
     mean = np.float32(np.cumsum(values, dtype=np.float32)[-1] / np.float32(values.shape[0]))
     spread = np.cumsum(np.square(values - mean, dtype=np.float32), dtype=np.float32)[-1]
     std = np.float32(np.sqrt(spread / np.float32(values.shape[0])))
     threshold = np.float32(values.max() - np.float32(n) * std)
-    out = logits.copy()
-    out[~valid | (logits < threshold)] = MASKED_LOGIT
-    return out
+    return np.flatnonzero(valid & (logits >= threshold))
 
 
 def _exclude_top_choices(ids: np.ndarray, logits: np.ndarray, threshold: float) -> np.ndarray:
