@@ -8,7 +8,7 @@ import pytest
 from baco_local.errors import UsageError
 from baco_local.engine.loop import choose_token
 from baco_local.engine.routers import ALIGNED, BASE
-from baco_local.engine.sampling import MASKED_LOGIT, Distribution, SamplingParams, Scratch, _ranked_prefix, sample
+from baco_local.engine.sampling import MASKED_LOGIT, Distribution, SamplingParams, Scratch, ranked_prefix, sample
 
 PROBS = np.array([0.5, 0.25, 0.15, 0.07, 0.03])
 
@@ -18,7 +18,7 @@ def dist(probs=PROBS) -> Distribution:
 
 
 def kept(**kwargs) -> list[int]:
-    return _ranked_prefix(dist(), SamplingParams(**kwargs)).tolist()
+    return ranked_prefix(dist(), SamplingParams(**kwargs)).tolist()
 
 
 def test_filters_keep_expected_prefixes() -> None:
@@ -35,7 +35,7 @@ def test_nucleus_search_on_a_large_vocabulary() -> None:
     rng = np.random.default_rng(0)
     logits = rng.normal(size=5000).astype(np.float32) * 3
     d = Distribution(logits, Scratch(5000))
-    ids = _ranked_prefix(d, SamplingParams(top_k=0, top_p=0.9, min_p=0))
+    ids = ranked_prefix(d, SamplingParams(top_k=0, top_p=0.9, min_p=0))
     probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     order = np.argsort(-probs)
     expected = order[: int(np.searchsorted(np.cumsum(probs[order]), 0.9)) + 1]
@@ -93,14 +93,17 @@ def test_switch_only_on_word_initial_token() -> None:
     def boundary_only_for_zero(previous, token):
         return token == 0
 
+    def pick(side):
+        return sample(dists[side], greedy, 0.5)
+
     # Wanted base while aligned writes: base's token 1 is mid-word, so aligned keeps writing.
-    assert choose_token(BASE, ALIGNED, 5, dists, boundary_only_for_zero, greedy, lambda side: 0.5) == (0, ALIGNED)
+    assert choose_token(BASE, ALIGNED, 5, boundary_only_for_zero, pick) == (0, ALIGNED)
     # Wanted aligned while base writes: aligned's token 0 starts a word, so the switch stands.
-    assert choose_token(ALIGNED, BASE, 5, dists, boundary_only_for_zero, greedy, lambda side: 0.5) == (0, ALIGNED)
+    assert choose_token(ALIGNED, BASE, 5, boundary_only_for_zero, pick) == (0, ALIGNED)
     # No switch requested: the wanted side writes whatever the token.
-    assert choose_token(BASE, BASE, 5, dists, boundary_only_for_zero, greedy, lambda side: 0.5) == (1, BASE)
+    assert choose_token(BASE, BASE, 5, boundary_only_for_zero, pick) == (1, BASE)
     # First token: always free.
-    assert choose_token(BASE, None, None, dists, boundary_only_for_zero, greedy, lambda side: 0.5) == (1, BASE)
+    assert choose_token(BASE, None, None, boundary_only_for_zero, pick) == (1, BASE)
 
 
 def test_mixture_of_two_distributions() -> None:

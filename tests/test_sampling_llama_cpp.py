@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from llama_cpp._internals import LlamaSampler, LlamaTokenDataArray
 
-from baco_local.engine.sampling import Distribution, SamplingParams, Scratch, _ranked_prefix, sample
+from baco_local.engine.sampling import Distribution, SamplingParams, Scratch, ranked_prefix, sample
 
 SETTINGS = [
     SamplingParams(),  # the defaults: top-k 40, top-p 0.95, min-p 0.05, temperature 0.8
@@ -52,7 +52,7 @@ def llama_cpp_kept(logits: np.ndarray, params: SamplingParams) -> list[int]:
 
 
 def baco_kept(logits: np.ndarray, params: SamplingParams) -> list[int]:
-    return _ranked_prefix(Distribution(logits, Scratch(logits.shape[0])), params).tolist()
+    return ranked_prefix(Distribution(logits, Scratch(logits.shape[0])), params).tolist()
 
 
 def rows() -> list[np.ndarray]:

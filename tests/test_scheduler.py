@@ -3,6 +3,8 @@ tokens it gives alone (the step loop of loop.py is the independent reference).""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import llama_cpp
 import pytest
 
@@ -82,6 +84,9 @@ def test_mixed_requests_in_one_batch_match_each_alone(pair, engine) -> None:
         Request("a story " * 6, settings("random", 0.5, HOT, seed=7), n=3),
         Request("Tell me about the cat", settings("h", 0.5, max_tokens=25)),
         Request("Tell me", settings("base", max_tokens=20)),
+        # DRY reads the request's own prompts, XTC its own draws: the same tokens as alone.
+        Request("a story a story about the cat", settings("p", 0.3, replace(HOT, dry_multiplier=1.5, dry_allowed_length=1,
+                                                                        xtc_probability=0.5, top_nsigma=2.0), seed=3), n=2),
     ]
     # A stop string taken from the aligned run alone cuts one request short.
     full = alone(engine, Request("the cat", settings("aligned", max_tokens=30)))[0]

@@ -34,6 +34,20 @@ def test_greedy_draft_equals_step_loop_for_every_router(engine, router: str) -> 
             assert "".join(e.text for e in events if e.sample == sample.index) == sample.text
 
 
+@pytest.mark.parametrize("router", ["p-punc", "h", "nudging"])
+def test_greedy_draft_with_dry_and_xtc_equals_step_loop(engine, router: str) -> None:
+    """DRY reads each side's prompt and the tokens drafted so far; XTC has its own draws: greedy
+    drafts with both on are still the step loop's tokens, and DRY changes them."""
+    sampling = SamplingParams(temperature=0, dry_multiplier=2.0, dry_allowed_length=1, xtc_probability=0.5,
+                              xtc_threshold=0.05)
+    reference, _ = generate(engine, router, STEP, sampling=sampling, seed=1)
+    plain, _ = generate(engine, router, STEP, seed=1)
+    assert [s.tokens for s in reference] != [s.tokens for s in plain]
+    for policy in (DraftPolicy(max_samples_for_adaptive=8), DraftPolicy(fixed_k=4)):
+        drafted, _ = generate(engine, router, policy, sampling=sampling, seed=1)
+        assert [(s.tokens, s.sources) for s in drafted] == [(s.tokens, s.sources) for s in reference], policy
+
+
 def test_draft_keeps_caches_in_sync(engine) -> None:
     """After rejections and cut-backs, what sequence 0 holds is what was generated."""
     samples, _ = generate(engine, "p-punc", DraftPolicy(), n=1, max_tokens=40)
@@ -43,8 +57,12 @@ def test_draft_keeps_caches_in_sync(engine) -> None:
         assert held[len(held) - 39:] == samples[0].tokens[:-1]
 
 
-@pytest.mark.parametrize("hot", [SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0), SamplingParams()],
-                         ids=["unfiltered", "defaults"])
+LLAMA_SAMPLERS = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, dry_multiplier=1.0, dry_allowed_length=1,
+                                xtc_probability=0.5, xtc_threshold=0.1, top_nsigma=1.5)
+
+
+@pytest.mark.parametrize("hot", [SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0), SamplingParams(),
+                                 LLAMA_SAMPLERS], ids=["unfiltered", "defaults", "dry-xtc-nsigma"])
 @pytest.mark.parametrize("router", ["p-punc", "random", "h-punc", "nudging"])
 def test_sampled_draft_gives_the_step_loop_tokens(engine, router: str, hot: SamplingParams) -> None:
     """Draws are indexed by position and side, so drafting ahead (and discarding) changes nothing:

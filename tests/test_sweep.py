@@ -21,11 +21,13 @@ from baco_local.runs.sweep_folder import RunFolder, grid_difference
 
 SHARED = GenerationSettings(router=get_router("p-punc"), gamma=0.3, max_tokens=8)
 GRID = ["--routers", "p-punc,h", "--gammas", "0.2,0.5", "--entropy-gammas", "1", "--temps", "0.7,1.2",
-        "--nudging-gammas", "0.3", "--ensemble-weights", "0.3"]
+        "--nudging-gammas", "0.3", "--ensemble-weights", "0.3", "--xtc-probabilities", "0.5", "--top-nsigmas", "1"]
 POINTS = ["p-punc@gamma=0.2", "p-punc@gamma=0.5", "h@gamma=1",
           "aligned@temp=0.7,min_p=0.05", "aligned@temp=1.2,min_p=0.05",
-          "base@temp=0.7,min_p=0.05", "base@temp=1.2,min_p=0.05", "nudging@gamma=0.3", "ensemble@w=0.3"]
-METHODS = ["p-punc", "h", "aligned", "base", "nudging", "ensemble"]
+          "base@temp=0.7,min_p=0.05", "base@temp=1.2,min_p=0.05", "nudging@gamma=0.3", "ensemble@w=0.3",
+          "prompting@temp=0.7", "prompting@temp=1.2", "prompting-seq@temp=0.7", "prompting-seq@temp=1.2",
+          "xtc@xtc_p=0.5", "top-nsigma@n=1"]
+METHODS = ["p-punc", "h", "aligned", "base", "nudging", "ensemble", "prompting", "prompting-seq", "xtc", "top-nsigma"]
 PROMPTS = "Tell me a story\nWrite about the moon\n"
 
 
@@ -33,7 +35,7 @@ PROMPTS = "Tell me a story\nWrite about the moon\n"
 
 def test_default_grid_has_every_method_and_knob() -> None:
     points = {p.id: p for p in build_grid(KnobLists(), SHARED)}
-    assert len(points) == 3 * 3 + 2 * 3 + 2 + 4 + 4 + 3 + 3
+    assert len(points) == 3 * 3 + 2 * 3 + 2 + 4 + 4 + 3 + 3 + 4 + 4 + 3 + 3
     assert list(points)[:3] == ["p-punc@gamma=0.1", "p-punc@gamma=0.3", "p-punc@gamma=0.5"]
     h = points["h@gamma=1.5"].settings
     assert h.router.name == "h" and h.gamma == 1.5 and h.sampling == SHARED.sampling
@@ -199,17 +201,17 @@ def test_an_interrupted_sweep_continues_where_it_stopped(finished, tiny_pair, pr
 
     result = baco(*sweep_args(tiny_pair, prompts, run_dir))
     assert result.returncode == 0, result.stderr
-    assert "resuming: 7 of 18 records" in result.stderr
+    assert "resuming: 7 of 30 records" in result.stderr
     after = generations.read_bytes()
-    assert after.startswith(kept) and len(lines(generations)) == 18  # the torn line replaced, nothing redone
+    assert after.startswith(kept) and len(lines(generations)) == 30  # the torn line replaced, nothing redone
     keys = [(r["model"], r["id"]) for r in map(json.loads, lines(generations))]
-    assert len(set(keys)) == 18
-    assert scores.read_bytes().startswith(kept_scores) and len(lines(scores)) == 18  # only the rest scored
+    assert len(set(keys)) == 30
+    assert scores.read_bytes().startswith(kept_scores) and len(lines(scores)) == 30  # only the rest scored
     assert (run_dir / "summary.json").exists() and (run_dir / "points.json").exists()
 
     again = baco(*sweep_args(tiny_pair, prompts, run_dir))  # all done: nothing generated or scored
     assert again.returncode == 0, again.stderr
-    assert generations.read_bytes() == after and len(lines(scores)) == 18
+    assert generations.read_bytes() == after and len(lines(scores)) == 30
 
 
 def test_a_rerun_with_a_random_seed_continues_with_the_recorded_one(finished, tiny_pair, prompts: Path,
@@ -261,3 +263,39 @@ def test_bad_options_are_one_error_line(tiny_pair, prompts: Path, tmp_path: Path
     assert code == 2 and len(error_lines) == 1 and error_lines[0].startswith("Error:"), err
     assert fragment in " ".join(err.split()), err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_new_baselines_have_points_rows_and_plot_entries(finished) -> None:
+    """prompting, prompting-seq, xtc and top-nsigma: their points, summary-table rows, and entries
+    in both figures (legend names, knob labels; the SVG keeps its text)."""
+    run_dir, result = finished
+    points = {p["id"]: p for p in json.loads((run_dir / "points.json").read_text(encoding="utf-8"))["points"]}
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["methods"]
+    table = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()}
+    for method, point in (("prompting", "prompting@temp=0.7"), ("prompting-seq", "prompting-seq@temp=1.2"),
+                          ("xtc", "xtc@xtc_p=0.5"), ("top-nsigma", "top-nsigma@n=1")):
+        assert points[point]["prompts"] == 2 and points[point]["values"]["aligned-loglik"] is not None
+        assert 0 <= summary[method]["coverage"]["overall"] <= 1
+        assert table[method][1] == str(len(summary[method]["points"]))  # the row: method, points, values
+    for name in ("frontier.svg", "frontier-judge.svg"):
+        svg = (run_dir / name).read_text(encoding="utf-8")
+        for label in ("Aligned, asked for variety (T)", "Aligned, shown its answers (T)", "Aligned + XTC (p)",
+                      "Aligned + top-nσ (n)", "BACo P-PUNC", "Pareto frontier (all methods)", "p=0.5", "T=0.7",
+                      "γ=0.2", "Coverage", "Dominance"):
+            assert label in svg, (name, label)
+    spec = json.loads((run_dir / "sweep.json").read_text(encoding="utf-8"))["points"]
+    assert spec["xtc@xtc_p=0.5"]["sampling"]["xtc_probability"] == 0.5
+    assert spec["top-nsigma@n=1"]["sampling"]["top_nsigma"] == 1.0
+    assert "Give an answer that is different" in spec["prompting@temp=0.7"]["prompting"]
+
+
+def test_plot_metrics_choose_the_panels(finished, tiny_pair, prompts: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished[0], run_dir)
+    result = baco(*sweep_args(tiny_pair, prompts, run_dir), "--plot-metrics", "self-bleu,edit-distance")
+    assert result.returncode == 0, result.stderr
+    svg = (run_dir / "frontier.svg").read_text(encoding="utf-8")
+    assert "aligned-loglik vs self-bleu" in svg and "aligned-loglik vs edit-distance" in svg and "vs vendi" not in svg
+    code, err = run_in_process([*sweep_args(tiny_pair, prompts, tmp_path / "other"), "--plot-metrics", "judge"], capsys)
+    assert code == 2 and "--plot-metrics: 'judge' is not a diversity metric" in err

@@ -35,7 +35,7 @@ def test_blank_lines_in_the_run_files_are_ignored(finished, tiny_pair, prompts: 
         path.write_bytes(b"".join(kept[:3]) + b"\n  \n" + b"".join(kept[3:]) + b"\n")
     result = baco(*sweep_args(tiny_pair, prompts, run_dir))
     assert result.returncode == 0, result.stderr
-    assert "resuming: 18 of 18 records" in result.stderr
+    assert "resuming: 30 of 30 records" in result.stderr
 
 
 def test_a_malformed_line_names_its_file_and_line_before_any_model_loads(finished, tiny_pair, prompts: Path,  # noqa: F811

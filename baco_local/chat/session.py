@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+from ..engine.samplers import describe_extra
 from ..engine.loop import Engine, Generation, GenerationSettings, Sample, TokenEvent
 from ..engine.prompts import Message
 from ..engine.routers import ALIGNED, BASE, DEFAULT_ENTROPY_GAMMA, DEFAULT_GAMMA, Side, get_router
@@ -191,8 +192,9 @@ class ChatSession:
     def describe_settings(self) -> str:
         """The current settings in one line."""
         s, p = self.settings, self.settings.sampling
+        extra = "".join(f" · {part}" for part in describe_extra(p))
         return (f"router {s.router.name} · γ {s.gamma:g} · temp {p.temperature:g} · top-k {p.top_k} · "
-                f"top-p {p.top_p:g} · min-p {p.min_p:g} · max {s.max_tokens} tokens")
+                f"top-p {p.top_p:g} · min-p {p.min_p:g}{extra} · max {s.max_tokens} tokens")
 
     def context_usage(self) -> str:
         """How full each context is after the last turn."""

@@ -3,6 +3,7 @@
 Each option is declared once here as an ``Annotated`` type; commands use them as parameter
 annotations, so names, help texts and defaults never drift apart (README's tables are tested
 against them). Flag names follow llama.cpp (``--temp``, ``--top-k``, ``--top-p``, ``--min-p``,
+``--xtc-probability``, ``--xtc-threshold``, ``--top-nsigma``, ``--dry-*``,
 ``-c``, ``-ngl``, ``-t``, ``-p``, ``--n-predict``, ``-s -1``, ``--no-escape``, ``-v``), except that
 ``-n`` is the number of samples, as in the OpenAI API and NoveltyBench.
 """
@@ -69,6 +70,27 @@ TempOpt = Annotated[float, typer.Option("--temp", help="Temperature (0 = greedy)
 TopKOpt = Annotated[int, typer.Option("--top-k", help="Top-k (0 = off).", rich_help_panel=SAMPLING)]
 TopPOpt = Annotated[float, typer.Option("--top-p", help="Top-p (1 = off).", rich_help_panel=SAMPLING)]
 MinPOpt = Annotated[float, typer.Option("--min-p", help="Min-p (0 = off).", rich_help_panel=SAMPLING)]
+XtcProbabilityOpt = Annotated[float, typer.Option(
+    "--xtc-probability", help="XTC: chance per token of removing all but the least likely of the tokens at least "
+    "--xtc-threshold likely (0 = off).", rich_help_panel=SAMPLING)]
+XtcThresholdOpt = Annotated[float, typer.Option(
+    "--xtc-threshold", help="XTC's probability threshold (above 0.5 XTC never acts).", rich_help_panel=SAMPLING)]
+TopNSigmaOpt = Annotated[float, typer.Option(
+    "--top-nsigma", help="Top-n-sigma: keep logits within n standard deviations of the largest (-1 = off; any "
+    "value <= 0 is off).", rich_help_panel=SAMPLING)]
+DryMultiplierOpt = Annotated[float, typer.Option(
+    "--dry-multiplier", help="DRY: penalty on tokens that continue a repeat of earlier text (0 = off).",
+    rich_help_panel=SAMPLING)]
+DryBaseOpt = Annotated[float, typer.Option("--dry-base", help="DRY's penalty base, per token of repeat beyond "
+                                           "--dry-allowed-length (>= 1).", rich_help_panel=SAMPLING)]
+DryAllowedLengthOpt = Annotated[int, typer.Option("--dry-allowed-length", help="DRY: repeats this long go "
+                                                  "unpenalised.", rich_help_panel=SAMPLING)]
+DryPenaltyLastNOpt = Annotated[int, typer.Option("--dry-penalty-last-n", help="DRY: how many of the last tokens "
+                                                 "(prompt included) to scan (-1 = the whole context, 0 = off).",
+                                                 rich_help_panel=SAMPLING)]
+DrySequenceBreakerOpt = Annotated[Optional[list[str]], typer.Option(
+    "--dry-sequence-breaker", help="DRY sequence breaker (repeatable; replaces the defaults \\n : \" *; 'none' "
+    "for no breakers; escapes as for --stop).", metavar="<str>", rich_help_panel=SAMPLING)]
 SeedOpt = Annotated[int, typer.Option("--seed", "-s", help="Random seed (-1 = random, recorded in the output); "
                                       "sample i of a prompt uses a hash of seed, prompt id and i.", rich_help_panel=SAMPLING)]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", "--n-predict", help="Most tokens generated per sample.",
@@ -108,6 +130,7 @@ DEFAULT_TEMP = _DEFAULTS.temperature
 DEFAULT_TOP_K = _DEFAULTS.top_k
 DEFAULT_TOP_P = _DEFAULTS.top_p
 DEFAULT_MIN_P = _DEFAULTS.min_p
+DEFAULT_XTC_THRESHOLD = _DEFAULTS.xtc_threshold
 DEFAULT_CTX = 4096
 
 
@@ -142,6 +165,14 @@ class RunOptions:
     threads_aligned: int | None = None
     router: str | None = None  # not offered by sweep, which sweeps routers itself
     gamma: float | None = None
+    xtc_probability: float = _DEFAULTS.xtc_probability
+    xtc_threshold: float = _DEFAULTS.xtc_threshold
+    top_nsigma: float = _DEFAULTS.top_nsigma
+    dry_multiplier: float = _DEFAULTS.dry_multiplier
+    dry_base: float = _DEFAULTS.dry_base
+    dry_allowed_length: int = _DEFAULTS.dry_allowed_length
+    dry_penalty_last_n: int = _DEFAULTS.dry_penalty_last_n
+    dry_sequence_breaker: list[str] | None = None  # None: llama.cpp's defaults
 
 
 _MODEL_OPTIONS = [("base", BaseOpt, None), ("aligned", AlignedOpt, None), ("pair", PairOpt, None),
@@ -149,7 +180,14 @@ _MODEL_OPTIONS = [("base", BaseOpt, None), ("aligned", AlignedOpt, None), ("pair
                   ("base_template", BaseTemplateOpt, None), ("no_escape", NoEscapeOpt, False)]
 _ROUTING_OPTIONS = [("router", RouterOpt, None), ("gamma", GammaOpt, None)]
 _SAMPLING_OPTIONS = [("temp", TempOpt, DEFAULT_TEMP), ("top_k", TopKOpt, DEFAULT_TOP_K), ("top_p", TopPOpt, DEFAULT_TOP_P),
-                     ("min_p", MinPOpt, DEFAULT_MIN_P), ("seed", SeedOpt, 0), ("max_tokens", MaxTokensOpt, 256),
+                     ("min_p", MinPOpt, DEFAULT_MIN_P), ("xtc_probability", XtcProbabilityOpt, _DEFAULTS.xtc_probability),
+                     ("xtc_threshold", XtcThresholdOpt, _DEFAULTS.xtc_threshold),
+                     ("top_nsigma", TopNSigmaOpt, _DEFAULTS.top_nsigma),
+                     ("dry_multiplier", DryMultiplierOpt, _DEFAULTS.dry_multiplier),
+                     ("dry_base", DryBaseOpt, _DEFAULTS.dry_base),
+                     ("dry_allowed_length", DryAllowedLengthOpt, _DEFAULTS.dry_allowed_length),
+                     ("dry_penalty_last_n", DryPenaltyLastNOpt, _DEFAULTS.dry_penalty_last_n),
+                     ("dry_sequence_breaker", DrySequenceBreakerOpt, None), ("seed", SeedOpt, 0), ("max_tokens", MaxTokensOpt, 256),
                      ("stop", StopOpt, None)]
 _RUNTIME_OPTIONS = [("draft", DraftOpt, None), ("no_draft", NoDraftOpt, False), ("ctx_size", CtxSizeOpt, None),
                     ("gpu_layers", GpuLayersOpt, 0), ("threads", ThreadsOpt, None),

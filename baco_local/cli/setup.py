@@ -160,6 +160,20 @@ def settle_seed(settings: GenerationSettings, run: RunOptions, recorded_settings
     return settings
 
 
+def sampling_params(run: RunOptions) -> SamplingParams:
+    """The sampler settings the options give (refused out of range with one line: UsageError)."""
+    breakers = run.dry_sequence_breaker
+    if breakers is None:
+        chosen = SamplingParams().dry_sequence_breakers
+    else:
+        chosen = tuple(option_text(run, b, "--dry-sequence-breaker") for b in breakers if b != "none")
+    return SamplingParams(temperature=run.temp, top_k=run.top_k, top_p=run.top_p, min_p=run.min_p,
+                          xtc_probability=run.xtc_probability, xtc_threshold=run.xtc_threshold,
+                          top_nsigma=run.top_nsigma, dry_multiplier=run.dry_multiplier, dry_base=run.dry_base,
+                          dry_allowed_length=run.dry_allowed_length, dry_penalty_last_n=run.dry_penalty_last_n,
+                          dry_sequence_breakers=chosen)
+
+
 def prepare_run(run: RunOptions) -> tuple[ModelPlan, GenerationSettings]:
     """Check every model-independent value (templates, ranges, seed, the pair's name) and build the
     settings, before any model file is looked for or downloaded."""
@@ -175,7 +189,7 @@ def prepare_run(run: RunOptions) -> tuple[ModelPlan, GenerationSettings]:
     settings = GenerationSettings(
         router=router,
         gamma=router.default_gamma(plan.default_gamma, plan.default_entropy_gamma) if run.gamma is None else run.gamma,
-        sampling=SamplingParams(temperature=run.temp, top_k=run.top_k, top_p=run.top_p, min_p=run.min_p),
+        sampling=sampling_params(run),
         max_tokens=run.max_tokens,
         stop=tuple(option_text(run, stop, "--stop") for stop in run.stop or ()),
         seed=choose_seed(run.seed),

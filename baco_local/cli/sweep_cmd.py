@@ -38,7 +38,9 @@ from ..engine.prompts import Message
 from ..runs.records import RESUME_KEYS, prompt_record
 from ..runs.sweep import BASELINES, KnobLists, OperatingPoint, Task, build_grid, pending_tasks
 from ..runs.sweep_folder import RunFolder, score_line
-from ..runs.sweep_report import SweepResult, plot_sweep, points_document, summarise_sweep, summary_document, summary_table
+from ..runs.sweep_prompting import point_record_extra, point_samples
+from ..metrics.registry import METRICS
+from ..runs.sweep_report import PLOT_METRICS, SweepResult, plot_sweep, points_document, summarise_sweep, summary_document, summary_table
 from . import options as opt
 from .console import note, show_progress, stderr, stdout
 from .scoring import EmbedderOpt, JudgeOpt, SemanticOpt, choose_embedder, open_judge
@@ -61,11 +63,17 @@ RoutersOpt = Annotated[str, _list_option("--routers", "BACo routers to sweep, co
 GammasOpt = Annotated[str, _list_option("--gammas", "γ values for the probability routers (p, p-punc, p-fc, random).")]
 EntropyGammasOpt = Annotated[str, _list_option("--entropy-gammas", "γ values (nats) for the entropy routers (h, h-punc).")]
 BaselinesOpt = Annotated[str, _list_option("--baselines", f"Baselines to sweep: {', '.join(BASELINES)}, or 'none'.")]
-TempsOpt = Annotated[str, _list_option("--temps", "Temperatures for the aligned-only and base-only baselines "
-                                       "(the other methods sample with --temp and --min-p).")]
+TempsOpt = Annotated[str, _list_option("--temps", "Temperatures for the aligned-only, base-only and prompting "
+                                       "baselines (the other methods sample with --temp and --min-p).")]
 MinPsOpt = Annotated[str, _list_option("--min-ps", "Min-p values for the aligned-only and base-only baselines "
                                        "(each with every temperature).")]
 NudgingGammasOpt = Annotated[str, _list_option("--nudging-gammas", "γ values for Nudging.")]
+XtcProbabilitiesOpt = Annotated[str, _list_option("--xtc-probabilities", "XTC probabilities for the xtc baseline "
+                                                  "(the aligned model, at --xtc-threshold).")]
+TopNSigmasOpt = Annotated[str, _list_option("--top-nsigmas", "n values for the top-nsigma baseline (the aligned model).")]
+PlotMetricsOpt = Annotated[str, typer.Option(
+    "--plot-metrics", help="Diversity metrics of the frontier figure's panels, comma-separated (each against the "
+    "quality metric).", rich_help_panel=opt.EVALUATION)]
 WeightsOpt = Annotated[str, _list_option("--ensemble-weights", "Weights w of the ensemble w·P_base + (1 − w)·P_aligned.")]
 
 
@@ -108,9 +116,12 @@ def sweep_command(
     min_ps: MinPsOpt = _joined(_DEFAULT.min_ps),
     nudging_gammas: NudgingGammasOpt = _joined(_DEFAULT.nudging_gammas),
     ensemble_weights: WeightsOpt = _joined(_DEFAULT.ensemble_weights),
+    xtc_probabilities: XtcProbabilitiesOpt = _joined(_DEFAULT.xtc_probabilities),
+    top_nsigmas: TopNSigmasOpt = _joined(_DEFAULT.top_nsigmas),
     semantic: SemanticOpt = None,
     embedder: EmbedderOpt = DEFAULT_EMBEDDER,
     judge: JudgeOpt = None,
+    plot_metrics: PlotMetricsOpt = ",".join(PLOT_METRICS),
     *,
     run: opt.RunOptions,
 ) -> None:
@@ -129,8 +140,11 @@ def sweep_command(
         entropy_gammas=parse_floats(entropy_gammas, "--entropy-gammas"),
         baselines=parse_names(baselines, "--baselines"), temps=parse_floats(temps, "--temps"),
         min_ps=parse_floats(min_ps, "--min-ps"), nudging_gammas=parse_floats(nudging_gammas, "--nudging-gammas"),
-        ensemble_weights=parse_floats(ensemble_weights, "--ensemble-weights"))
+        ensemble_weights=parse_floats(ensemble_weights, "--ensemble-weights"),
+        xtc_probabilities=parse_floats(xtc_probabilities, "--xtc-probabilities"),
+        top_nsigmas=parse_floats(top_nsigmas, "--top-nsigmas"))
     build_grid(knobs, shared)  # refuse a bad grid now; it is built below with the seed settled
+    panels = parse_plot_metrics(plot_metrics)
     assert prompt_file is not None  # a required option: typer refuses the command without it
     items = read_prompts(prompt_file, sys.stdin.buffer)
     chosen_embedder = choose_embedder(semantic, embedder)  # fail now rather than after generating
@@ -167,7 +181,7 @@ def sweep_command(
                 scorer.close()  # before the models they run on
             engine.close()
             engine.pair.close()
-        report(folder, summarise_sweep(points, scores, evaluator.metrics))
+        report(folder, summarise_sweep(points, scores, evaluator.metrics), panels)
 
 
 def point_settings(point: OperatingPoint, resolved: ResolvedChoice, n: int,
@@ -175,7 +189,7 @@ def point_settings(point: OperatingPoint, resolved: ResolvedChoice, n: int,
     """The settings written into each of a point's records (``files``: the model files' identity)."""
     return {**settings_record(point.settings, resolved, n, files=files), "model": f"{point.id}:{resolved.label}",
             "point": point.id, "method": point.method, "knobs": dict(point.knobs),
-            "ensemble": point.settings.ensemble}
+            "ensemble": point.settings.ensemble, **point_record_extra(point)}
 
 
 def grid_spec(record_settings: dict[str, dict[str, Any]], resolved: ResolvedChoice) -> dict[str, Any]:
@@ -183,7 +197,8 @@ def grid_spec(record_settings: dict[str, dict[str, Any]], resolved: ResolvedChoi
     keys = [k for k in RESUME_KEYS if k not in ("model", "model_files")]
     files = next(iter(record_settings.values()))["model_files"]
     return {"models": resolved.label, "model_files": files, "base_template": resolved.spec.base_template,
-            "points": {point: {k: settings[k] for k in keys} for point, settings in record_settings.items()}}
+            "points": {point: {k: settings[k] for k in [*keys, "prompting"] if k in settings}
+                       for point, settings in record_settings.items()}}
 
 
 def likelihood_scorer(pair: ModelPair, threads: int | None) -> LikelihoodScorer:
@@ -199,14 +214,17 @@ def generate(engine: Engine, tasks: list[Task], n: int, record_settings: dict[st
         return
     with progress_bar() as progress:
         bar = progress.add_task("generating", total=len(tasks) * n, rate="")
-        tokens, started = 0, time.perf_counter()
+        started = time.perf_counter()
+        counted = [0]
+
+        def on_token() -> None:
+            counted[0] += 1
+
         for task in tasks:
             progress.update(bar, description=escape(f"{task.point.id} · prompt {task.item.id}"))
-            generation = engine.generate([Message("user", task.item.prompt)], n, task.point.settings)
-            for _event in generation:
-                tokens += 1
-            rate = tokens / max(time.perf_counter() - started, 1e-9)
-            writer.write(prompt_record(task.item, task.point.id, generation.samples, record_settings[task.point.id]))
+            samples = point_samples(engine, task.point, task.item.prompt, n, on_token)
+            rate = counted[0] / max(time.perf_counter() - started, 1e-9)
+            writer.write(prompt_record(task.item, task.point.id, samples, record_settings[task.point.id]))
             progress.update(bar, advance=n, rate=f"{rate:.1f} tok/s")
 
 
@@ -240,13 +258,31 @@ def score(folder: RunFolder, items: list[PromptItem], points: list[OperatingPoin
     return scores
 
 
-def report(folder: RunFolder, result: SweepResult) -> None:
+def parse_plot_metrics(text: str) -> tuple[str, ...]:
+    """``--plot-metrics``: diversity metrics by name."""
+    names = parse_names(text, "--plot-metrics")
+    for name in names:
+        metric = METRICS.get(name)
+        if metric is None or metric.group == "quality":
+            choices = ", ".join(m.name for m in METRICS.values() if m.group != "quality")
+            raise UsageError(f"--plot-metrics: '{name}' is not a diversity metric; choose from {choices}")
+    if not names:
+        raise UsageError("--plot-metrics needs at least one metric")
+    return names
+
+
+def report(folder: RunFolder, result: SweepResult, panels: tuple[str, ...] = PLOT_METRICS) -> None:
     """Write points.json, summary.json and the plots; print the summary table."""
     write_json(folder.points, points_document(result))
     write_json(folder.summary, summary_document(result))
     stdout.print(summary_table(result))
     if available(PLOT_MODULES):
-        for path in plot_sweep(result, lambda metric, primary: folder.plot(metric.name, primary)):
+        measured = {m.name for m in result.metrics}
+        missing = [name for name in panels if name not in measured]
+        if missing:
+            note(f"plot: {', '.join(missing)} not measured in this run (semantic metrics need the embedder): "
+                 "no panel for it")
+        for path in plot_sweep(result, lambda metric, primary: folder.plot(metric.name, primary), panels):
             note(f"plot: {path}")
     note(f"results in {folder.path}: generations.jsonl, points.json, summary.json")
 

@@ -29,7 +29,7 @@ class GenerationBase:
         self.pair = engine.pair
         self.prompts = prompts
         self.settings = settings
-        self.step = Stepper(self.pair, settings, engine.ctx_size, engine.scratch, engine.mixture_buffers)
+        self.step = Stepper(self.pair, settings, engine.ctx_size, engine.scratch, engine.mixture_buffers, prompts)
         self.states = []
         for index in range(n):
             seed = sample_seed(settings.seed, index, settings.prompt_key)

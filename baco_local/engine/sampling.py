@@ -11,19 +11,24 @@ normaliser. ``sample`` applies llama.cpp's sampler flags:
 - ``temperature`` (0 = greedy): rescale the surviving logits, then draw.
 
 That is llama.cpp's default sampler chain (``common_params_sampling.samplers``: penalties, DRY,
-top-n-sigma, top-k, typical-p, top-p, min-p, XTC, temperature, then the draw; the stages baco does
-not have are off by default), and llama-cpp-python's ``Llama`` applies the same order. Each
+top-n-sigma, top-k, typical-p, top-p, min-p, XTC, temperature, then the draw), and llama-cpp-python's
+``Llama`` applies the same order. DRY, top-n-sigma and XTC (off by default, as in llama.cpp) are
+:mod:`~baco_local.engine.samplers`, which calls :func:`ranked_prefix` for the stages between them;
+:func:`sample` is the chain without them. Each
 filter keeps a prefix of the same ranking. min-p's threshold is relative to the most likely token,
 which every filter keeps, so its prefix is found first, with one comparison over the vocabulary.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
 from ..errors import UsageError
+from .dry import DEFAULT_BREAKERS
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,15 @@ class SamplingParams:
     top_k: int = 40
     top_p: float = 0.95
     min_p: float = 0.05
+    # llama.cpp's diversity samplers (engine/samplers.py), off by default as there.
+    xtc_probability: float = 0.0  # chance that XTC acts on a token (0 = off)
+    xtc_threshold: float = 0.1  # XTC removes all but the least likely of the tokens at least this likely
+    top_nsigma: float = -1.0  # keep logits within n standard deviations of the largest (<= 0 = off)
+    dry_multiplier: float = 0.0  # DRY penalty scale (0 = off)
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_penalty_last_n: int = -1  # tokens DRY scans (-1 = the whole context, 0 = off)
+    dry_sequence_breakers: tuple[str, ...] = DEFAULT_BREAKERS
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:
@@ -44,15 +58,60 @@ class SamplingParams:
             raise UsageError(f"--top-p must be in (0, 1] (1 means off), got {self.top_p}")
         if not 0 <= self.min_p <= 1:
             raise UsageError(f"--min-p must be in [0, 1] (0 means off), got {self.min_p}")
+        if not 0 <= self.xtc_probability <= 1:
+            raise UsageError(f"--xtc-probability must be in [0, 1] (0 means off), got {self.xtc_probability}")
+        if not 0 <= self.xtc_threshold <= 1:
+            raise UsageError(f"--xtc-threshold must be in [0, 1] (above 0.5 XTC never acts), got {self.xtc_threshold}")
+        if not math.isfinite(self.top_nsigma):
+            raise UsageError(f"--top-nsigma must be a finite number (<= 0 means off), got {self.top_nsigma}")
+        if not (math.isfinite(self.dry_multiplier) and self.dry_multiplier >= 0):
+            raise UsageError(f"--dry-multiplier must be >= 0 (0 means off), got {self.dry_multiplier}")
+        if not (math.isfinite(self.dry_base) and self.dry_base >= 1):
+            raise UsageError(f"--dry-base must be >= 1, got {self.dry_base}")
+        if self.dry_allowed_length < 0:
+            raise UsageError(f"--dry-allowed-length must be >= 0, got {self.dry_allowed_length}")
+        if self.dry_penalty_last_n < -1:
+            raise UsageError(f"--dry-penalty-last-n must be >= -1 (-1 means the whole context, 0 off), "
+                             f"got {self.dry_penalty_last_n}")
+        if any(not b for b in self.dry_sequence_breakers):
+            raise UsageError("--dry-sequence-breaker strings must not be empty ('none' clears the list)")
 
     @property
     def greedy(self) -> bool:
         """Temperature 0: always the most likely token."""
         return self.temperature == 0
 
-    def as_dict(self) -> dict[str, float | int]:
-        """The settings as recorded in output files."""
-        return asdict(self)
+    @property
+    def xtc_on(self) -> bool:
+        """Whether XTC can act (llama.cpp: probability > 0 and threshold <= 0.5)."""
+        return self.xtc_probability > 0 and self.xtc_threshold <= 0.5
+
+    @property
+    def top_nsigma_on(self) -> bool:
+        return self.top_nsigma > 0
+
+    @property
+    def dry_on(self) -> bool:
+        return self.dry_multiplier != 0 and self.dry_penalty_last_n != 0
+
+    @property
+    def extra_samplers(self) -> bool:
+        """Whether any of DRY, top-n-sigma or XTC is on (engine/samplers.py runs the chain then)."""
+        return self.xtc_on or self.top_nsigma_on or self.dry_on
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as recorded in output files: top-k, top-p, min-p and temperature always;
+        XTC, top-n-sigma and DRY with their parameters only when on (a record without them ran
+        with them off, so files written before they existed still resume)."""
+        recorded = asdict(self)
+        groups = {"xtc_": self.xtc_on, "top_nsigma": self.top_nsigma_on, "dry_": self.dry_on}
+        for field in fields(self):
+            for prefix, on in groups.items():
+                if field.name.startswith(prefix) and not on:
+                    del recorded[field.name]
+        if "dry_sequence_breakers" in recorded:
+            recorded["dry_sequence_breakers"] = list(self.dry_sequence_breakers)
+        return recorded
 
 
 # Logit given to tokens a side must never produce. Finite, so that exp() gives 0 and
@@ -164,7 +223,7 @@ def mixture(base: Distribution, aligned: Distribution, weight: float, out: np.nd
     return out
 
 
-def _ranked_prefix(dist: Distribution, params: SamplingParams) -> np.ndarray:
+def ranked_prefix(dist: Distribution, params: SamplingParams) -> np.ndarray:
     """Token ids that survive top-k, then top-p, then min-p (llama.cpp's order), most likely first."""
     logits = dist.logits
     n_vocab = logits.shape[0]
@@ -227,7 +286,7 @@ def sample(dist: Distribution, params: SamplingParams, draw: float) -> int:
     (inverse-CDF sampling; greedy at temperature 0, where ``draw`` is unused)."""
     if params.greedy:
         return dist.argmax
-    ids = _ranked_prefix(dist, params)
+    ids = ranked_prefix(dist, params)
     if ids.shape[0] == 1:
         return int(ids[0])
     scaled = (dist.logits[ids].astype(np.float64) - dist.max_logit) / params.temperature

@@ -275,7 +275,7 @@ class Scheduler:
     def _start(self, job: _Job) -> None:
         """Prefill the prompt once per context, share it, and choose each sample's first token."""
         settings = job.request.settings
-        job.stepper = Stepper(self.pair, settings, self.ctx_size, self._scratch, self._mixture)
+        job.stepper = Stepper(self.pair, settings, self.ctx_size, self._scratch, self._mixture, job.prompts)
         first = job.slots[0]
         for side in SIDES:
             source, keep = self._shared_prefix(job, side)

@@ -27,7 +27,7 @@ from typing import Iterator
 from .generation import GenerationBase
 from .step import SIDES, SequenceState, TokenEvent
 from .routers import ALIGNED, BASE, Side
-from .sampling import FrozenDistribution, sample
+from .sampling import FrozenDistribution
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,6 @@ class DraftGeneration(GenerationBase):
 
     def _draft(self, live: list[SequenceState]) -> dict[int, list[_Draft]]:
         """Step 1: every writer runs ahead, all samples with the same writer in one batch per step."""
-        params = self.settings.sampling
         # Routers read only the base model's entropy: an aligned writer's drafts skip that pass.
         needs_entropy = self.settings.router.needs_entropy
         budgets = {s.index: self._budget(s) for s in live}
@@ -144,7 +143,8 @@ class DraftGeneration(GenerationBase):
                 rows = self._decode_group(side, group, inputs, first=step)
                 for state in group:
                     dist = self._row_distribution(side, rows[state.index][0])  # type: ignore[arg-type]
-                    token = sample(dist, params, state.sample_draw(side, step))
+                    drafted = [d.token for d in drafts[state.index]]
+                    token = self.step.sample(state, side, dist, ahead=step, drafted=drafted)
                     stats = dist.frozen(with_entropy=needs_entropy and side == BASE)
                     drafts[state.index].append(_Draft(token, stats, self._needs_other(state, side, stats, step)))
                     if token in self.pair.eog_ids:
@@ -188,7 +188,7 @@ class DraftGeneration(GenerationBase):
             if row is not None:  # the router needs the other model here (see _needs_other)
                 other_dist = self._row_distribution(other, row)
                 if self._route(state, {writer: draft.stats, other: other_dist}) != writer:  # type: ignore[dict-item]
-                    candidate = sample(other_dist, self.settings.sampling, state.sample_draw(other))
+                    candidate = self.step.sample(state, other, other_dist)
                     if self.pair.classes.is_boundary(state.tokens, candidate):
                         token, side, rejected = candidate, other, True
             events.extend(self._commit(state, token, side))

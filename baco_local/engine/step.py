@@ -17,10 +17,13 @@ import numpy as np
 
 from .pair import ModelPair
 from .routers import ALIGNED, BASE, Side, Signals
-from .sampling import MASKED_LOGIT, Distribution, SamplingParams, Scratch, mixture, sample
+from .dry import Breakers
+from .sampling import MASKED_LOGIT, Distribution, Scratch, mixture
+from .samplers import model_breakers, sample_token
 from .settings import GenerationSettings
 
 SIDES: tuple[Side, Side] = (BASE, ALIGNED)
+XTC_STREAMS: dict[Side, str] = {BASE: "xtc-base", ALIGNED: "xtc-aligned"}
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,10 @@ class SequenceState:
         """The uniform draw ``side`` samples with at the position ``ahead`` tokens from now."""
         return self.streams.draw(side, len(self.tokens) + ahead)
 
+    def xtc_draw(self, side: Side, ahead: int = 0) -> float:
+        """The uniform draw that decides whether XTC acts on ``side``'s row at that position."""
+        return self.streams.draw(XTC_STREAMS[side], len(self.tokens) + ahead)
+
     @property
     def writer(self) -> Side | None:
         return self.sources[-1] if self.sources else None  # type: ignore[return-value]
@@ -108,15 +115,17 @@ class SequenceState:
 class DrawStreams:
     """A sample's uniform random draws, indexed by generated position.
 
-    Three independent streams come from the sample's seed: routing, base sampling and aligned
-    sampling. The draw for position k of a stream is its k-th value, whatever order positions are
+    Five independent streams come from the sample's seed: routing, base sampling, aligned
+    sampling, and XTC's decision for each model (the first three are those of earlier versions:
+    ``SeedSequence.spawn`` gives the same first children whatever the count). The draw for position k of a stream is its k-th value, whatever order positions are
     asked in, so the step loop and draft-and-verify (which samples ahead and discards) use the same
     draw for the same decision, and give the same tokens.
     """
 
     def __init__(self, seed: int) -> None:
-        children = np.random.SeedSequence(seed).spawn(3)
-        self._rngs = {name: np.random.default_rng(child) for name, child in zip(("route", BASE, ALIGNED), children)}
+        names = ("route", BASE, ALIGNED, XTC_STREAMS[BASE], XTC_STREAMS[ALIGNED])
+        children = np.random.SeedSequence(seed).spawn(len(names))
+        self._rngs = {name: np.random.default_rng(child) for name, child in zip(names, children)}
         self._draws: dict[str, list[float]] = {name: [] for name in self._rngs}
 
     def draw(self, stream: str, position: int) -> float:
@@ -131,13 +140,39 @@ class Stepper:
     """Route, sample and commit tokens of sequences that share one pair and one set of settings."""
 
     def __init__(self, pair: ModelPair, settings: GenerationSettings, ctx_size: int,
-                 scratch: dict[Side, Scratch], mixture_buffers: tuple[np.ndarray, Scratch]) -> None:
+                 scratch: dict[Side, Scratch], mixture_buffers: tuple[np.ndarray, Scratch],
+                 prompts: dict[Side, list[int]] | None = None) -> None:
         self.pair = pair
         self.settings = settings
         self.ctx_size = ctx_size
         self.scratch = scratch
         self.mixture_buffers = mixture_buffers
         self.holdback = max((len(s) for s in settings.stop), default=1) - 1
+        # DRY reads each side's own prompt and the generated tokens (llama.cpp accepts the prompt too).
+        self.prompts = {side: np.asarray((prompts or {}).get(side, ()), dtype=np.int64) for side in SIDES}
+        self._breakers: dict[Side, Breakers] = {}
+
+    def sample(self, state: SequenceState, side: Side, dist: Distribution, ahead: int = 0,
+               drafted: Sequence[int] = ()) -> int:
+        """Sample ``side``'s token at the position ``ahead`` tokens from now (``drafted``: the
+        tokens drafted before it, not yet committed), with the sampler chain of the settings."""
+        params = self.settings.sampling
+        draw = state.sample_draw(side, ahead)
+        if not params.extra_samplers:
+            return sample_token(dist, params, draw)
+        history = breakers = None
+        if params.dry_on:
+            history = np.concatenate([self.prompts[side], np.asarray(state.tokens, dtype=np.int64),
+                                      np.asarray(drafted, dtype=np.int64)])
+            breakers = self._side_breakers(side)
+        return sample_token(dist, params, draw, xtc_draw=state.xtc_draw(side, ahead), history=history,
+                            breakers=breakers)
+
+    def _side_breakers(self, side: Side) -> Breakers:
+        if side not in self._breakers:
+            model = self.pair.base if side == BASE else self.pair.aligned
+            self._breakers[side] = model_breakers(model, self.settings.sampling.dry_sequence_breakers)
+        return self._breakers[side]
 
     def distribution(self, side: Side, logits: np.ndarray) -> Distribution:
         """Wrap one logits row of ``side``, masking ids the other context cannot decode."""
@@ -156,16 +191,16 @@ class Stepper:
         """Route and sample one token for one sequence."""
         if self.settings.ensemble is not None:
             return self._choose_from_mixture(state, dists, self.settings.ensemble)
-        return choose_token(self.route(state, dists), state.writer, state.tokens, dists,
-                            self.pair.classes.is_boundary, self.settings.sampling, state.sample_draw)
+        return choose_token(self.route(state, dists), state.writer, state.tokens,
+                            self.pair.classes.is_boundary, lambda side: self.sample(state, side, dists[side]))
 
     def _choose_from_mixture(self, state: SequenceState, dists: dict[Side, Distribution],
                              weight: float) -> tuple[int, Side]:
         """The ensemble baseline: sample from w·P_base + (1 − w)·P_aligned; the token's source is
-        the model that contributed more of its probability."""
+        the model that contributed more of its probability (the samplers use the base model's
+        draws, prompt and breakers)."""
         buffer, scratch = self.mixture_buffers
-        token = sample(Distribution(mixture(dists[BASE], dists[ALIGNED], weight, buffer), scratch),
-                       self.settings.sampling, state.sample_draw(BASE))
+        token = self.sample(state, BASE, Distribution(mixture(dists[BASE], dists[ALIGNED], weight, buffer), scratch))
         base_share = weight * dists[BASE].prob(token) if token < dists[BASE].logits.shape[0] else 0.0
         aligned_share = (1 - weight) * dists[ALIGNED].prob(token) if token < dists[ALIGNED].logits.shape[0] else 0.0
         return token, BASE if base_share > aligned_share else ALIGNED
@@ -218,14 +253,14 @@ class Stepper:
 
 
 def choose_token(wanted: Side, writer: Side | None, history: Sequence[int],
-                 dists: dict[Side, Distribution], is_boundary: Callable[[Sequence[int], int], bool],
-                 params: SamplingParams, draw: Callable[[Side], float]) -> tuple[int, Side]:
+                 is_boundary: Callable[[Sequence[int], int], bool],
+                 pick: Callable[[Side], int]) -> tuple[int, Side]:
     """Sample from the wanted side; a change of writer stands only on a word-initial token.
 
-    ``history`` is the sample's generated tokens so far; ``draw(side)`` is the uniform draw that
-    side samples this position with.
+    ``history`` is the sample's generated tokens so far; ``pick(side)`` samples that side's token
+    for this position (its distribution, draws and sampler chain).
     """
-    token = sample(dists[wanted], params, draw(wanted))
+    token = pick(wanted)
     if writer is None or wanted == writer or is_boundary(history, token):
         return token, wanted
-    return sample(dists[writer], params, draw(writer)), writer
+    return pick(writer), writer

@@ -2,7 +2,11 @@
 
 A *method* is one curve in the diversity-quality plane: a BACo router swept over γ, the
 aligned-only and base-only baselines swept over temperature and min-p, Nudging swept over its γ,
-and the ensemble (sampling from w·P_base + (1 − w)·P_aligned) swept over w. An *operating point*
+the ensemble (sampling from w·P_base + (1 − w)·P_aligned) swept over w, and what a user could do
+with the aligned model alone: ask it for variety (``prompting`` and its sequential variant, over
+temperature; the wording is in :mod:`~baco_local.runs.sweep_prompting`), or turn up llama.cpp's
+diversity samplers (``xtc`` over the XTC probability at the shared ``--xtc-threshold``,
+``top-nsigma`` over n). An *operating point*
 is one method at one knob setting, with the full generation settings it runs with; its ``id``
 (e.g. ``p-punc@gamma=0.3``) names it in records, tables and plots. All points share the sampler
 settings, seed and limits given once; only their knobs differ.
@@ -19,7 +23,26 @@ from ..engine.loop import GenerationSettings
 from .prompt_file import PromptItem, id_key
 from ..engine.routers import ROUTERS, get_router
 
-BASELINES = ("aligned", "base", "nudging", "ensemble")
+BASELINES = ("aligned", "base", "nudging", "ensemble", "prompting", "prompting-seq", "xtc", "top-nsigma")
+PROMPTING = ("prompting", "prompting-seq")  # the aligned model asked for variety in the prompt
+# What each method is called where a reader sees it (legends, the summary table); the knob it is swept over.
+METHOD_LABELS = {"p-punc": "BACo P-PUNC", "p": "BACo P", "p-fc": "BACo P-FC", "h-punc": "BACo H-PUNC",
+                 "h": "BACo H", "punc": "BACo PUNC", "fc": "BACo FC", "random": "Random routing (ablation)",
+                 "aligned": "Aligned (T)", "base": "Base (T)", "nudging": "Nudging (γ)",
+                 "ensemble": "Ensemble (w)", "prompting": "Aligned, asked for variety (T)",
+                 "prompting-seq": "Aligned, shown its answers (T)", "xtc": "Aligned + XTC (p)",
+                 "top-nsigma": "Aligned + top-nσ (n)"}
+KNOB_SYMBOLS = {"gamma": "γ", "temp": "T", "min_p": "min-p", "w": "w", "xtc_p": "p", "n": "n"}
+
+
+def method_label(method: str) -> str:
+    """The name a reader sees for a method (BACo routers say so)."""
+    return METHOD_LABELS.get(method, method)
+
+
+def is_baco(method: str) -> bool:
+    """Whether a method is a BACo router (the rest are baselines)."""
+    return method not in BASELINES
 BACO_ROUTERS = ("p-punc", "p", "p-fc", "h-punc", "h", "punc", "fc")  # the default router methods
 _NOT_BACO = ("aligned", "base", "nudging")  # routers that are baselines, not BACo methods
 
@@ -36,6 +59,8 @@ class KnobLists:
     min_ps: tuple[float, ...] = (0.05,)
     nudging_gammas: tuple[float, ...] = (0.2, 0.3, 0.4)
     ensemble_weights: tuple[float, ...] = (0.1, 0.3, 0.5)
+    xtc_probabilities: tuple[float, ...] = (0.25, 0.5, 0.75)  # at the shared --xtc-threshold
+    top_nsigmas: tuple[float, ...] = (0.5, 1.0, 2.0)
 
     def __post_init__(self) -> None:
         for name in self.routers:
@@ -53,6 +78,8 @@ class KnobLists:
         _check_range("--min-ps", self.min_ps, 0.0, 1.0)
         _check_range("--nudging-gammas", self.nudging_gammas, 0.0, 1.0)
         _check_range("--ensemble-weights", self.ensemble_weights, 0.0, 1.0)
+        _check_range("--xtc-probabilities", self.xtc_probabilities, 0.0, 1.0)
+        _check_range("--top-nsigmas", self.top_nsigmas, 0.0, None)
         if not self.routers and not self.baselines:
             raise UsageError("the grid is empty: name at least one router or baseline")
 
@@ -116,10 +143,26 @@ def _baseline_points(knobs: KnobLists, shared: GenerationSettings) -> Iterator[O
             for gamma in knobs.nudging_gammas:
                 yield OperatingPoint(method, (("gamma", gamma),),
                                      replace(shared, router=ROUTERS["nudging"], gamma=gamma))
+        elif method in PROMPTING:
+            for temp in knobs.temps:
+                yield _aligned_point(method, (("temp", temp),), shared, temperature=temp)
+        elif method == "xtc":
+            for probability in knobs.xtc_probabilities:
+                yield _aligned_point(method, (("xtc_p", probability),), shared, xtc_probability=probability)
+        elif method == "top-nsigma":
+            for n in knobs.top_nsigmas:
+                yield _aligned_point(method, (("n", n),), shared, top_nsigma=n)
         else:
             for weight in knobs.ensemble_weights:
                 yield OperatingPoint(method, (("w", weight),),
                                      replace(shared, router=ROUTERS["aligned"], gamma=0.0, ensemble=weight))
+
+
+def _aligned_point(method: str, knobs: tuple[tuple[str, float], ...], shared: GenerationSettings,
+                   **sampling: float) -> OperatingPoint:
+    """A point of the aligned model alone, with the shared sampler settings but for ``sampling``."""
+    return OperatingPoint(method, knobs, replace(shared, router=ROUTERS["aligned"], gamma=0.0,
+                                                 sampling=replace(shared.sampling, **sampling)))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@
       scores.jsonl        each record's metric values (a cache: a rerun does not score them again)
       points.json         each operating point's metric means over prompts
       summary.json        coverage and dominance of each method, per plane and averaged
-      frontier*.png       the diversity-quality plane, one curve per method, the pooled frontier
+      frontier*.png/.svg   the frontier figure (runs/sweep_plot.py): planes per diversity metric, coverage/dominance bars
       sweep.lock          while a sweep runs in the folder (see :mod:`baco_local.runs.run_lock`)
 
 Both JSONL files are appended one whole line at a time with :class:`~baco_local.runs.jsonl_file.JsonlWriter`

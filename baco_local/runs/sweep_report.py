@@ -26,7 +26,7 @@ from .sweep_folder import finite_or_none
 GROUPS = ("lexical", "semantic", "overall")
 _SHORT = {"lexical": "lex", "semantic": "sem", "overall": "all"}
 FIELDS = ("coverage", "dominance")
-PLOT_DIVERSITY = ("vendi", "distinct-2")  # the plotted diversity axis: the first one measured
+PLOT_METRICS = ("distinct-2", "vendi")  # the frontier figure's default panels: a lexical and a semantic metric
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,11 @@ class SweepResult:
 
     def curve(self, method: str, x: str, y: str) -> np.ndarray:
         """A method's (x, y) points: ``(k, 2)``, NaN where a point has no value."""
-        rows = [[self._value(p, x), self._value(p, y)] for p in self.methods[method]]
+        rows = [[self.value(p, x), self.value(p, y)] for p in self.methods[method]]
         return np.array(rows, dtype=np.float64).reshape(-1, 2)
 
-    def _value(self, point: OperatingPoint, metric: str) -> float:
+    def value(self, point: OperatingPoint, metric: str) -> float:
+        """A point's mean of one metric (NaN where it has none)."""
         means = self.means.get(point.id)
         return means.values.get(metric, math.nan) if means else math.nan
 
@@ -124,16 +125,17 @@ def summary_table(result: SweepResult) -> Table:
     return table
 
 
-def plot_sweep(result: SweepResult, path_for: Callable[[Metric, bool], Path]) -> list[Path]:
-    """One plane per quality metric against the first of :data:`PLOT_DIVERSITY` that was measured."""
-    from ..metrics.plot import plot_plane  # needs matplotlib (the eval extra)
+def plot_sweep(result: SweepResult, path_for: Callable[[Metric, bool], Path],
+               plot_metrics: Sequence[str] = PLOT_METRICS) -> list[Path]:
+    """The frontier figure (runs/sweep_plot.py) per quality metric, its panels the measured ones
+    of ``plot_metrics``: a PNG and an SVG each."""
+    from .sweep_plot import choose_plot_metrics, plot_frontier  # needs matplotlib (the eval extra)
 
-    by_name = {m.name: m for m in result.metrics}
-    x_metric = next((by_name[name] for name in PLOT_DIVERSITY if name in by_name), None)
+    diversity, _missing = choose_plot_metrics(plot_metrics, result.metrics)
     quality = [m for m in result.metrics if m.group == "quality"]
-    if x_metric is None:
+    if not diversity:
         return []
-    return [plot_plane({method: result.curve(method, x_metric.name, q.name) for method in result.methods},
-                       path_for(q, index == 0), x_metric=x_metric, y_metric=q,
-                       title=f"{q.name} vs {x_metric.name}: one curve per method")
-            for index, q in enumerate(quality)]
+    paths: list[Path] = []
+    for index, metric in enumerate(quality):
+        paths.extend(plot_frontier(result, metric, diversity, path_for(metric, index == 0)))
+    return paths
