@@ -22,9 +22,10 @@ from .shard import select_shard
 from ..runs.records import GEN_HINT, ExistingOutput, check_resumable, prompt_record, read_existing
 from ..runs.run_lock import RunLock
 from . import options as opt
-from ..engine.backend import MAX_SEQUENCES
 from .console import note, show_progress, stderr
-from .gen_parallel import Rate, open_scheduler, run_parallel
+from .gen_parallel import Rate, check_parallel, open_scheduler, run_parallel
+from .gen_ray import RayJob, generate_on_ray
+from ..runs.ray_gen import PoolShape
 from .setup import open_engine, option_text, prepare_run, resolve_run, settings_record, settle_seed
 
 
@@ -45,6 +46,18 @@ def gen_command(
     parallel: Annotated[Optional[int], typer.Option("--parallel", "-np", help="Decode up to P sequences of "
                                                     "different prompts together (continuous batching); "
                                                     "records come out as prompts finish.")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Run on a Ray cluster (Ray Data): "
+                                               "auto (the running one), local (start one here), ray://HOST:PORT "
+                                               "or HOST:PORT; records are appended here as they arrive.",
+                                               rich_help_panel=opt.RAY)] = None,
+    ray_actors: Annotated[int, typer.Option("--ray-actors", help="Ray actors, each loading the pair once.",
+                                            rich_help_panel=opt.RAY)] = 1,
+    ray_cpus: Annotated[float, typer.Option("--ray-cpus", help="CPUs per actor (its threads, unless -t).",
+                                            rich_help_panel=opt.RAY)] = 1.0,
+    ray_gpus: Annotated[float, typer.Option("--ray-gpus", help="GPUs per actor (with -ngl).",
+                                            rich_help_panel=opt.RAY)] = 0.0,
+    ray_batch_size: Annotated[int, typer.Option("--ray-batch-size", help="Prompts per Ray batch (the unit that "
+                                                "is retried and comes back at once).", rich_help_panel=opt.RAY)] = 16,
     *,
     run: opt.RunOptions,
 ) -> None:
@@ -66,6 +79,11 @@ def gen_command(
         if done:
             note(f"resuming: {len(items) - len(todo)} of {len(items)} prompts already in {output}")
         if not todo:
+            return
+        if ray is not None:
+            _generate_ray(ray, PoolShape(ray_actors, ray_cpus, ray_gpus, ray_batch_size),
+                          RayJob(resolved, run, settings, n, check_parallel(n, parallel or n), system, record_settings),
+                          todo, writer)
             return
         if parallel is not None:
             _generate_parallel(resolved, run, settings, todo, n, parallel, system, writer, record_settings)
@@ -96,8 +114,7 @@ def gen_command(
 def _generate_parallel(resolved, run: opt.RunOptions, settings, todo: list[PromptItem], n: int, parallel: int,
                        system: str | None, writer: JsonlWriter, record_settings: dict) -> None:
     """The prompts through one scheduler of ``parallel`` sequences (``--parallel``)."""
-    if not n <= parallel <= MAX_SEQUENCES:
-        raise UsageError(f"--parallel must be between -n ({n}) and {MAX_SEQUENCES}, got {parallel}")
+    check_parallel(n, parallel)
     scheduler = open_scheduler(resolved, run, parallel)
     try:
         with _progress() as progress:
@@ -116,6 +133,21 @@ def _generate_parallel(resolved, run: opt.RunOptions, settings, todo: list[Promp
     finally:
         scheduler.close()
         scheduler.pair.close()
+
+
+def _generate_ray(address: str, shape: PoolShape, job: RayJob, todo: list[PromptItem], writer: JsonlWriter) -> None:
+    """The prompts on a Ray cluster (``--ray``); records appended here as they come back."""
+    with _progress() as progress:
+        task = progress.add_task("generating on Ray", total=len(todo), rate="")
+        tokens, started = 0, time.perf_counter()
+
+        def on_prompt(count: int) -> None:
+            nonlocal tokens
+            tokens += count
+            rate = tokens / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, advance=1, rate=f"{rate:.1f} tok/s across the cluster")
+
+        generate_on_ray(address, shape, job, todo, writer.write, on_prompt)
 
 
 def _lock_and_read(output: Path | None, stack: ExitStack) -> ExistingOutput | None:

@@ -12,12 +12,20 @@ from ..engine.pair import ModelPair
 from ..engine.prompts import Message
 from ..engine.scheduler import Request, RequestFailed, SampleFinished, Scheduler
 from ..engine.step import Sample, TokenEvent
-from ..errors import ContextOverflowError
+from ..engine.backend import MAX_SEQUENCES
+from ..errors import ContextOverflowError, UsageError
 from ..models.memory import kv_cells
 from ..runs.prompt_file import PromptItem, id_key
 from .options import RunOptions
 from .options import DEFAULT_CTX
 from .setup import ResolvedChoice
+
+
+def check_parallel(n: int, parallel: int) -> int:
+    """``--parallel`` as given, if it holds every sample of a prompt and is within llama.cpp's limit."""
+    if not n <= parallel <= MAX_SEQUENCES:
+        raise UsageError(f"--parallel must be between -n ({n}) and {MAX_SEQUENCES}, got {parallel}")
+    return parallel
 
 
 def open_scheduler(resolved: ResolvedChoice, run: RunOptions, parallel: int) -> Scheduler:
