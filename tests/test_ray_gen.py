@@ -137,3 +137,36 @@ def test_without_ray_installed_it_says_how_to_install(tiny_pair, prompts, tmp_pa
                                                                            "--ray", "local")],
                             capture_output=True, text=True, timeout=120, env=env)
     assert_clean_error(result, "--ray needs Ray (with Ray Data), which is not installed: pip install 'baco-local[ray]'")
+
+
+def _job(tiny_pair, base: Path, pair: str | None = None):
+    """A RayJob as the driver builds it for the tiny pair, with the base file at ``base`` on "this node"."""
+    import dataclasses
+
+    from baco_local.cli.gen_ray import RayJob
+    from baco_local.cli.options import RunOptions
+    from baco_local.cli.setup import model_files, resolve_models, ModelChoice
+
+    real_base, aligned = tiny_pair
+    resolved = resolve_models(ModelChoice(real_base, aligned, None, None, None, 0))
+    files = model_files(resolved.spec)
+    fields = {f.name: None for f in dataclasses.fields(RunOptions)}
+    run = RunOptions(**{**fields, "yes": False, "no_escape": False, "no_draft": False, "ignore_memory": False,
+                        "verbose": False, "quiet": True, "gpu_layers": 0, "pair": pair})
+    resolved = dataclasses.replace(resolved, spec=dataclasses.replace(resolved.spec, base_path=base))
+    return RayJob(resolved, run, None, 1, 1, None, {"model_files": files, "model": "m"})
+
+
+def test_a_node_without_the_model_files_names_itself_and_the_fix(tiny_pair, tmp_path) -> None:
+    from baco_local.cli.gen_ray import node_files
+    from baco_local.runs.ray_gen import NodeError, node_name
+
+    with pytest.raises(NodeError) as missing:
+        node_files(_job(tiny_pair, tmp_path / "elsewhere" / "base.gguf"))
+    message = str(missing.value)
+    assert message.startswith(f"node {node_name()}: the base model file {tmp_path / 'elsewhere' / 'base.gguf'} "
+                              "is not there; copy it there (same path)")
+    other = tmp_path / "other.gguf"
+    other.write_bytes(tiny_pair[1].read_bytes())  # the aligned file where the base should be
+    with pytest.raises(NodeError, match="the base model file .* is not the driver's"):
+        node_files(_job(tiny_pair, other))

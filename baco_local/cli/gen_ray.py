@@ -41,7 +41,7 @@ class RayJob:
     record_settings: dict[str, Any]
 
 
-def _node_files(job: RayJob) -> ResolvedChoice:
+def node_files(job: RayJob) -> ResolvedChoice:
     """The pair's files on this node: ``--pair`` is resolved from this node's cache (no download),
     paths must exist here (a shared filesystem); both must be the files the driver recorded."""
     spec, node = job.resolved.spec, node_name()
@@ -71,7 +71,7 @@ class GenWorker:
     def __init__(self, job: RayJob) -> None:
         self.job = job
         try:
-            self.scheduler = open_scheduler(_node_files(job), job.run, job.parallel)
+            self.scheduler = open_scheduler(node_files(job), job.run, job.parallel)
         except BacoError as exc:
             raise NodeError(f"node {node_name()}: {exc}") from None
         self.prefix = [Message("system", job.system)] if job.system else []
