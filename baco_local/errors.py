@@ -55,3 +55,7 @@ class DownloadError(BacoError):
 
 class MemoryBudgetError(BacoError):
     """The models and their KV caches would not fit in available memory."""
+
+
+class ClusterError(BacoError):
+    """A Ray cluster cannot be reached, or one of its nodes cannot run its part (``gen --ray``)."""

@@ -22,9 +22,10 @@ from .shard import select_shard
 from ..runs.records import GEN_HINT, ExistingOutput, check_resumable, prompt_record, read_existing
 from ..runs.run_lock import RunLock
 from . import options as opt
-from ..engine.backend import MAX_SEQUENCES
 from .console import note, show_progress, stderr
-from .gen_parallel import Rate, open_scheduler, run_parallel
+from .gen_parallel import Rate, check_parallel, open_scheduler, run_parallel
+from .gen_ray import RayJob, generate_on_ray
+from ..runs.ray_gen import PoolShape
 from .setup import open_engine, option_text, prepare_run, resolve_run, settings_record, settle_seed
 
 
@@ -45,6 +46,18 @@ def gen_command(
     parallel: Annotated[Optional[int], typer.Option("--parallel", "-np", help="Decode up to P sequences of "
                                                     "different prompts together (continuous batching); "
                                                     "records come out as prompts finish.")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Run on a Ray cluster (Ray Data): "
+                                               "auto (the running one), local (start one here), ray://HOST:PORT "
+                                               "or HOST:PORT; records are appended here as they arrive.",
+                                               rich_help_panel=opt.RAY)] = None,
+    ray_actors: Annotated[int, typer.Option("--ray-actors", help="Ray actors, each loading the pair once.",
+                                            rich_help_panel=opt.RAY)] = 1,
+    ray_cpus: Annotated[float, typer.Option("--ray-cpus", help="CPUs per actor (its threads, unless -t).",
+                                            rich_help_panel=opt.RAY)] = 1.0,
+    ray_gpus: Annotated[float, typer.Option("--ray-gpus", help="GPUs per actor (with -ngl).",
+                                            rich_help_panel=opt.RAY)] = 0.0,
+    ray_batch_size: Annotated[int, typer.Option("--ray-batch-size", help="Prompts per Ray batch (the unit that "
+                                                "is retried and comes back at once).", rich_help_panel=opt.RAY)] = 16,
     *,
     run: opt.RunOptions,
 ) -> None:
@@ -69,6 +82,11 @@ def gen_command(
             note(f"resuming: {len(items) - len(todo)} of {len(items)} prompts already in {output}")
         if not todo:
             return
+        if ray is not None:
+            _generate_ray(ray, PoolShape(ray_actors, ray_cpus, ray_gpus, ray_batch_size),
+                          RayJob(resolved, run, settings, n, check_parallel(n, parallel or n), system, record_settings),
+                          todo, writer)
+            return
         if parallel is not None:
             _generate_parallel(resolved, run, settings, todo, n, parallel, system, writer, record_settings)
             return
@@ -92,13 +110,6 @@ def gen_command(
                 ran = {**record_settings, "concurrency": engine.concurrency.record()}  # never changes tokens
                 writer.write(prompt_record(item, record_settings["model"], finished, ran))
                 progress.advance(task, n)
-
-
-def check_parallel(n: int, parallel: int) -> None:
-    """Refuse a ``--parallel`` that llama.cpp cannot hold (LLAMA_MAX_SEQ) or that is below ``-n`` (UsageError)."""
-    check_sequences(parallel, "--parallel")
-    if not n <= parallel:
-        raise UsageError(f"--parallel must be between -n ({n}) and {MAX_SEQUENCES}, got {parallel}")
 
 
 def _generate_parallel(resolved, run: opt.RunOptions, settings, todo: list[PromptItem], n: int, parallel: int,
@@ -133,6 +144,21 @@ def _check_prompts(check: Callable[[list[Message]], object], prefix: list[Messag
             check([*prefix, Message("user", item.prompt)])
         except ContextOverflowError as exc:
             raise ContextOverflowError(f"prompt {item.id}: {exc}") from None
+
+
+def _generate_ray(address: str, shape: PoolShape, job: RayJob, todo: list[PromptItem], writer: JsonlWriter) -> None:
+    """The prompts on a Ray cluster (``--ray``); records appended here as they come back."""
+    with _progress() as progress:
+        task = progress.add_task("generating on Ray", total=len(todo), rate="")
+        tokens, started = 0, time.perf_counter()
+
+        def on_prompt(count: int) -> None:
+            nonlocal tokens
+            tokens += count
+            rate = tokens / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, advance=1, rate=f"{rate:.1f} tok/s across the cluster")
+
+        generate_on_ray(address, shape, job, todo, writer.write, on_prompt)
 
 
 def _lock_and_read(output: Path | None, stack: ExitStack) -> ExistingOutput | None:

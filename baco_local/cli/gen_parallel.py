@@ -12,12 +12,22 @@ from ..engine.pair import ModelPair
 from ..engine.prompts import Message
 from ..engine.scheduler import Request, RequestFailed, SampleFinished, Scheduler
 from ..engine.step import Sample, TokenEvent
-from ..errors import ContextOverflowError
+from ..engine.backend import MAX_SEQUENCES, check_sequences
+from ..errors import ContextOverflowError, UsageError
 from ..models.memory import kv_cells
 from ..runs.prompt_file import PromptItem, id_key
 from .options import RunOptions
 from .options import DEFAULT_CTX
 from .setup import ResolvedChoice
+
+
+def check_parallel(n: int, parallel: int) -> int:
+    """``--parallel`` as given, if it holds every sample of a prompt and is within llama.cpp's limit
+    (LLAMA_MAX_SEQ); otherwise UsageError."""
+    check_sequences(parallel, "--parallel")
+    if not n <= parallel:
+        raise UsageError(f"--parallel must be between -n ({n}) and {MAX_SEQUENCES}, got {parallel}")
+    return parallel
 
 
 def open_scheduler(resolved: ResolvedChoice, run: RunOptions, parallel: int) -> Scheduler:

@@ -29,10 +29,11 @@ MODEL = "Models"
 ROUTING = "Routing"
 SAMPLING = "Sampling"
 RUNTIME = "Runtime"
+RAY = "Ray cluster"  # gen --ray
 GRID = "Grid"  # sweep's knob lists, in place of the routing options
 EVALUATION = "Evaluation"
 # The order of the help panels (after typer's own "Options" first).
-PANELS = (PROMPTS, MODEL, ROUTING, GRID, SAMPLING, RUNTIME, EVALUATION)
+PANELS = (PROMPTS, MODEL, ROUTING, GRID, SAMPLING, RUNTIME, RAY, EVALUATION)
 RANDOM_SEED = -1  # llama.cpp's "-s -1": a random seed, recorded in the output
 
 PromptFileOpt = Annotated[Optional[Path], typer.Option(
