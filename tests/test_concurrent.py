@@ -200,3 +200,113 @@ def test_bad_concurrency_options_are_one_line(tiny_pair, tmp_path, args, fragmen
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], result.stderr
+
+
+# --- the scheduler (gen --parallel, baco serve) -------------------------------------------------
+
+def _scheduled(pair, mode, requests, **kwargs):
+    """Every request through one Scheduler in ``mode``; each request's (tokens, sources, finish) per sample."""
+    from baco_local.engine.scheduler import Scheduler, SampleFinished
+
+    scheduler = Scheduler(pair, parallel=8, ctx_size=256, threads=2, concurrency=mode, **kwargs)
+    finished: list[list] = [[] for _ in requests]
+    try:
+        for request, out in zip(requests, finished):
+            scheduler.submit(request, lambda e, out=out: out.append(e) if isinstance(e, SampleFinished) else None)
+        scheduler.run_until_idle()
+        stats = scheduler.concurrency_stats()
+    finally:
+        scheduler.close()
+    return [[(f.sample.tokens, f.sample.sources, f.finish_reason) for f in sorted(out, key=lambda f: f.sample.index)]
+            for out in finished], stats
+
+
+@pytest.mark.parametrize("router", ["p-punc", "h", "fc", "aligned", "base", "random"])
+def test_the_scheduler_gives_the_same_tokens_in_both_modes(pair, router):
+    from baco_local.engine.scheduler import Request
+
+    requests = []
+    for seed, sampling in enumerate((SamplingParams(temperature=0), SamplingParams(temperature=1.0))):
+        settings = GenerationSettings(get_router(router), 0.3, sampling, 20, (), seed, STEP_LOOP)
+        requests += [Request(PROMPT, settings), Request("the cat and the dog", settings, n=3)]
+    off, off_stats = _scheduled(pair, "off", requests)
+    on, on_stats = _scheduled(pair, "on", requests)
+    assert on == off
+    assert all(len(samples) == r.n and all(s[0] for s in samples) for samples, r in zip(on, requests))
+    assert off_stats["chosen"]["multi"]["mode"] == "off" and on_stats["chosen"]["multi"]["mode"] == "on"
+    assert on_stats["threads"] == {"sequential": [2, 2], "concurrent": [1, 1]}
+    assert "concurrency on" in on_stats["summary"]
+
+
+def test_a_lone_scheduled_request_matches_the_engine_in_both_modes(pair):
+    from baco_local.engine.scheduler import Request
+
+    settings = GenerationSettings(get_router("p-punc"), 0.3, SamplingParams(temperature=1.0), 24, (), 3, STEP_LOOP)
+    want = _run(_engine(pair, "off"), "p-punc", 1, SamplingParams(temperature=1.0))
+    for mode in ("on", "off"):
+        got, stats = _scheduled(pair, mode, [Request(PROMPT, settings)])
+        assert got == [want], mode
+        assert stats["chosen"] == {"single": {"mode": mode, "source": "asked"}}
+
+
+def test_the_scheduler_measures_under_auto_and_remembers(pair, tmp_path):
+    from baco_local.engine.scheduler import Request
+
+    cache = ChoiceCache(tmp_path / "concurrency.json")
+    settings = GenerationSettings(get_router("p-punc"), 0.3, SamplingParams(temperature=0), 16, (), 0, STEP_LOOP)
+    requests = [Request(PROMPT, settings, n=2), Request("the cat", settings)]
+    first, stats = _scheduled(pair, "auto", requests, choice_cache=cache)
+    assert stats["chosen"]["multi"]["source"] == "measured" and stats["chosen"]["multi"]["calibration_ms"] > 0
+    assert "at once vs" in stats["summary"]
+    again, stats = _scheduled(pair, "auto", requests, choice_cache=cache)
+    assert again == first == _scheduled(pair, "off", requests)[0]
+    assert stats["chosen"]["multi"]["source"] == "cached"
+
+
+def test_a_failed_decode_in_a_concurrent_scheduler_step_ends_that_batch_only(pair, monkeypatch):
+    """One context's decode fails (llama.cpp itself refuses a position past the sequence): the
+    batch's samples end with one error each, the other decode is joined, the next request runs."""
+    from baco_local.engine.scheduler import Request, SampleFinished, Scheduler
+
+    settings = GenerationSettings(get_router("p-punc"), 0.3, SamplingParams(temperature=0), 16, (), 0, STEP_LOOP)
+    scheduler = Scheduler(pair, parallel=4, ctx_size=256, threads=2, concurrency="on")
+    events: list = []
+    try:
+        aligned = scheduler.contexts[ALIGNED]
+        real = aligned.decode
+        calls = {"n": 0}
+
+        def broken(tokens, positions, seqs, want):
+            calls["n"] += 1
+            if calls["n"] == 4:  # a step's batch, not the prefill
+                positions = [p + 100 for p in positions]
+            return real(tokens, positions, seqs, want)
+
+        monkeypatch.setattr(aligned, "decode", broken)
+        scheduler.submit(Request(PROMPT, settings, n=2), events.append)
+        scheduler.run_until_idle()
+        errors = [e for e in events if isinstance(e, SampleFinished)]
+        assert [e.finish_reason for e in errors] == ["error", "error"]
+        assert all("decode failed" in e.error for e in errors)
+        monkeypatch.setattr(aligned, "decode", real)
+        later: list = []
+        scheduler.submit(Request(PROMPT, settings, n=2), later.append)
+        scheduler.run_until_idle()
+        got = [(e.sample.tokens, e.sample.sources, e.finish_reason) for e in later if isinstance(e, SampleFinished)]
+    finally:
+        scheduler.close()
+    assert got == _scheduled(pair, "off", [Request(PROMPT, settings, n=2)])[0][0]
+
+
+def test_gen_parallel_records_the_mode_and_gives_the_same_tokens(tiny_pair, tmp_path):
+    records = {}
+    for mode in ("off", "on", "auto"):
+        result, out = _gen(tiny_pair, tmp_path, f"p-{mode}.jsonl", "--parallel", "3", "--concurrency", mode,
+                           "--threads", "2")
+        assert result.returncode == 0, result.stderr
+        records[mode] = json.loads(out.read_text().splitlines()[0])
+    assert records["on"]["samples"] == records["off"]["samples"] == records["auto"]["samples"]
+    for mode in ("on", "off"):  # per batch class: "multi" while both samples run, maybe "single" after
+        chosen = records[mode]["settings"]["concurrency"]["chosen"]
+        assert chosen["multi"] == mode and set(chosen.values()) == {mode}
+    assert records["auto"]["settings"]["concurrency"]["asked"] == "auto"
