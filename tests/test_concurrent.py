@@ -310,3 +310,22 @@ def test_gen_parallel_records_the_mode_and_gives_the_same_tokens(tiny_pair, tmp_
         chosen = records[mode]["settings"]["concurrency"]["chosen"]
         assert chosen["multi"] == mode and set(chosen.values()) == {mode}
     assert records["auto"]["settings"]["concurrency"]["asked"] == "auto"
+
+
+def test_threads_a_comma_b_sets_each_models_threads(tiny_pair, tmp_path):
+    result, out = _gen(tiny_pair, tmp_path, "ab.jsonl", "--concurrency", "on", "-t", "2,1")
+    assert result.returncode == 0, result.stderr
+    ran = json.loads(out.read_text())["settings"]["concurrency"]
+    assert ran["threads"] == {"sequential": [2, 1], "concurrent": [2, 1]}
+    result, out = _gen(tiny_pair, tmp_path, "ab.jsonl", "--concurrency", "off", "-t", "1,2")
+    assert result.returncode == 0, result.stderr  # another split resumes the same run: tokens do not change
+
+
+@pytest.mark.parametrize("value, extra, fragment", [
+    ("2,x", [], "takes N or A,B"), ("1,2,3", [], "takes N or A,B"), ("0", [], "at least 1 thread"),
+    ("2,0", [], "at least 1 thread"), ("2,2", ["--threads-base", "1"], "not both")])
+def test_bad_threads_are_one_line(tiny_pair, tmp_path, value, extra, fragment):
+    result, _ = _gen(tiny_pair, tmp_path, "x.jsonl", "-t", value, *extra)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], result.stderr
