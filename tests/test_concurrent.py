@@ -329,3 +329,29 @@ def test_bad_threads_are_one_line(tiny_pair, tmp_path, value, extra, fragment):
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("kind, message", [("raise", "injected failure in"), ("position", "decode failed")])
+@pytest.mark.parametrize("parallel", [[], ["--parallel", "2"]])
+def test_a_failing_decode_in_a_concurrent_step_is_one_error_and_a_clean_exit(tiny_pair, tmp_path, kind, message,
+                                                                            parallel):
+    """The base model's decode (on the worker thread) fails mid-run: one Error: line, exit code 2,
+    no traceback, no hang; the prompt finished before it keeps its record."""
+    base, aligned = tiny_pair
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Tell me a story\nthe cat and the dog\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    runner = os.path.join(os.path.dirname(__file__), "decode_failure.py")
+    # Call 1 is a prompt's prefill; -n 2 with 12 tokens: the second prompt's steps come after call 14.
+    result = subprocess.run([sys.executable, runner, str(base), kind, "20", "gen", "-f", str(prompts), "--base",
+                             str(base), "--aligned", str(aligned), "-n", "2", "--max-tokens", "12", "--temp", "0",
+                             "--concurrency", "on", "-t", "2", "-o", str(out), *parallel],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert result.returncode == 2, result.stderr  # baco's exit code for errors a user can act on
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert errors[0] == result.stderr.strip().splitlines()[-1]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == [1]
