@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -355,3 +356,112 @@ def test_a_failing_decode_in_a_concurrent_step_is_one_error_and_a_clean_exit(tin
     assert errors[0] == result.stderr.strip().splitlines()[-1]
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in records] == [1]
+
+
+# --- chat: Ctrl-C with both decodes in flight ----------------------------------------------------
+
+def test_ctrl_c_with_both_decodes_in_flight_leaves_both_caches_consistent(pair):
+    """SIGINT arrives while the base decode runs on the worker thread and the aligned one here: the
+    interrupt surfaces only after both have finished, the reply keeps what was written, and the next
+    turn gives exactly the tokens a fresh engine gives for the same conversation."""
+    import signal
+    import time
+
+    from baco_local.chat import ChatSession
+
+    def say(session, text):
+        reply = session.ask(text)
+        for _ in reply:
+            pass
+        return reply.finish()
+
+    settings = GenerationSettings(get_router("p-punc"), 0.3, SamplingParams(temperature=0), 40, (), 0, STEP_LOOP)
+    engine = _engine(pair, "on")
+    fresh = _engine(pair, "off")
+    try:
+        session = ChatSession(engine, settings)
+        say(session, "Tell me a story")
+        pending = session.ask("And then what happened?")
+        base_context = engine.contexts[BASE]
+        real, calls, finished = base_context.decode, {"n": 0}, []
+
+        def interrupting(*args):
+            calls["n"] += 1
+            if calls["n"] == 6:  # a step's decode, on the worker thread
+                assert threading.current_thread().name.startswith("baco-decode")
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)  # still in flight when the main thread sees the signal
+            real(*args)
+            finished.append(calls["n"])
+
+        base_context.decode = interrupting
+        surfaced = None
+        try:
+            for _ in pending:
+                pass
+        except KeyboardInterrupt:
+            surfaced = list(finished)
+        assert surfaced and surfaced[-1] == 6  # the worker's decode had finished when the interrupt surfaced
+        del base_context.decode
+        exchange = pending.finish()
+        assert exchange.reply.finish_reason == "interrupted" and 0 < len(exchange.reply.tokens) < 40
+        for side in (BASE, ALIGNED):  # what sequence 0 holds is never claimed beyond the cache
+            import llama_cpp
+            cells = llama_cpp.llama_memory_seq_pos_max(engine.contexts[side].memory, 0) + 1
+            assert cells - len(engine.held[side]) in (0, 1), side
+        before = {side: engine.contexts[side].n_evaluated for side in (BASE, ALIGNED)}
+        reference = ChatSession(fresh, settings)
+        reference.exchanges = list(session.exchanges)
+        got, want = say(session, "Go on"), say(reference, "Go on")
+        assert (got.reply.tokens, got.reply.sources) == (want.reply.tokens, want.reply.sources)
+        new = {side: engine.contexts[side].n_evaluated - before[side] for side in (BASE, ALIGNED)}
+        assert all(new[side] < fresh.contexts[side].n_evaluated for side in new)  # the cache was reused
+    finally:
+        engine.close()
+        fresh.close()
+
+
+def test_chat_ctrl_c_mid_reply_in_concurrent_mode_then_the_chat_goes_on(tiny_pair, tmp_path):
+    """A real terminal: Ctrl-C stops a reply whose steps decode both models at once; the next reply
+    is the one a new chat gives after loading the same conversation (a KeyboardInterrupt inside
+    a step's decodes is the test above)."""
+    pexpect = pytest.importorskip("pexpect")
+    base, aligned = tiny_pair
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "PYTHONIOENCODING": "utf-8"}
+    command = ["-m", "baco_local", "chat", "--base", str(base), "--aligned", str(aligned), "--plain", "--temp", "0",
+               "--no-draft", "--concurrency", "on", "-t", "2", "--max-tokens", "1500", "-c", "4096"]
+
+    def start():
+        child = pexpect.spawn(sys.executable, command, env=env, encoding="utf-8", timeout=90, cwd=str(tmp_path),
+                              dimensions=(50, 200))
+        child.expect_exact(">>> ")
+        return child
+
+    def reply(child, message):
+        child.send(message + "\r")
+        child.expect_exact(">>> ")
+        assert "Traceback" not in child.before, child.before
+        return child.before
+
+    first = start()
+    first.send("Tell me a long story\r")
+    first.expect_exact("Tell me a long story\r\n")  # the terminal's echo
+    first.expect(r"\w+ \w+ \w+")  # the reply has started
+    first.sendintr()
+    first.expect_exact(">>> ")
+    assert "stopped" in first.before, first.before
+    assert "Traceback" not in first.before, first.before
+    reply(first, "/save chat.json")
+    saved = json.loads((tmp_path / "chat.json").read_text(encoding="utf-8"))
+    assert saved["exchanges"][0]["reply"]["finish_reason"] == "interrupted"
+    got = reply(first, "Go on")
+    first.send("/quit\r")
+    first.expect(pexpect.EOF)
+    second = start()
+    assert "loaded 1 exchange" in reply(second, "/load chat.json")
+    want = reply(second, "Go on")
+    second.send("/quit\r")
+    second.expect(pexpect.EOF)
+    text = [re.sub(r"[\d.]+ tok/s", "", output) for output in (got, want)]  # timings differ
+    assert text[0] == text[1] and len(text[0]) > 100, text
