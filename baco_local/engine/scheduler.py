@@ -47,6 +47,7 @@ import numpy as np
 from ..errors import BacoError, UsageError
 from ..models.memory import check_ctx_size, effective_context
 from .backend import MAX_SEQUENCES, ContextShape, SequenceContext, default_threads
+from .batch_costs import CostCache, CostTable, padded_size
 from .concurrent import ChoiceCache, Concurrency, ThreadPlan
 from .pair import ModelPair
 from .prompts import Message
@@ -161,6 +162,9 @@ class Scheduler:
         threads = threads or default_threads()
         self.concurrency = Concurrency(concurrency, ThreadPlan.from_options(threads, threads_base, threads_aligned),
                                        choice_cache)
+        # Under auto: batch costs per side and thread count, to pad a step's batch to a cheaper size.
+        self._cost_cache = CostCache(choice_cache.path.with_name("batch_costs.json")) if choice_cache else None
+        self._costs: dict[tuple[int, int], list[CostTable]] = {}
         shape = ContextShape(n_cells=self.n_cells, n_seq=parallel,
                              n_batch=max(parallel, min(n_batch, self.n_cells)), n_threads=threads)
         self.contexts: dict[Side, SequenceContext] = {BASE: SequenceContext(pair.base, shape),
@@ -337,7 +341,7 @@ class Scheduler:
         positions = {side: [s.positions[side] for _, s in pending] for side in SIDES}
 
         def job_for(side: Side) -> Callable[[], None]:
-            return lambda: self.contexts[side].decode(tokens, positions[side], seqs, [True] * len(pending))
+            return lambda: self.contexts[side].decode(tokens, positions[side], seqs, [True] * len(tokens))
 
         def throwaway(side: Side) -> Callable[[SequenceContext], None]:
             def run(context: SequenceContext) -> None:  # this very batch, timed, then removed again
@@ -349,7 +353,17 @@ class Scheduler:
         try:
             self.concurrency.prepare(self._pair_contexts(), (self.pair.base.path, self.pair.aligned.path),
                                      len(pending), (throwaway(BASE), throwaway(ALIGNED)))
-            self.concurrency.decoder.run(job_for(BASE), job_for(ALIGNED))  # both at once when the mode says so
+            pad = self._padding(len(pending))
+            if pad:  # pad rows on a free slot, thrown away after the decode
+                slot = self._free_slots[0]
+                tokens, seqs = tokens + [tokens[0]] * pad, seqs + [slot] * pad
+                positions = {side: positions[side] + list(range(pad)) for side in SIDES}
+            try:
+                self.concurrency.decoder.run(job_for(BASE), job_for(ALIGNED))  # both at once when the mode says so
+            finally:
+                if pad:
+                    for side in SIDES:
+                        self.contexts[side].truncate(slot, 0)
         except BacoError as exc:  # the batch failed for everyone in it
             for job, state in pending:
                 state.finish = "error"
@@ -363,6 +377,25 @@ class Scheduler:
             logits = {side: self.contexts[side].logits(row) for side in SIDES}
             self._emit(job, job.stepper.step(state, logits))  # type: ignore[union-attr]
             self._finish_if_done(job, state)
+
+    def _padding(self, size: int) -> int:
+        """Rows to add to a step's batch of ``size`` so that it decodes faster (only under auto,
+        with a free slot to put them on; the cost tables are measured on that slot once)."""
+        if self.concurrency.mode != "auto" or self._cost_cache is None or not self._free_slots:
+            return 0
+        plan = self.concurrency.plan
+        threads = plan.concurrent if self.concurrency.decoder.concurrent else plan.sequential
+        if threads not in self._costs:
+            slot = self._free_slots[0]
+            tables = [self._cost_cache.table(self.contexts[side], n, slot, 0, self.pair.aligned.info.bos or 0)
+                      for side, n in zip(SIDES, threads)]
+            self._costs[threads] = [t for t in tables if t is not None] if all(tables) else []
+        tables = self._costs[threads]
+        if not tables:
+            return 0
+        # Pad cells come out of the unreserved ones, and only measured sizes are candidates.
+        limit = min(size + self._free_cells, self.contexts[BASE].shape.n_batch, min(t.sizes[-1] for t in tables))
+        return padded_size(tables, size, limit) - size
 
     def _pair_contexts(self) -> tuple[SequenceContext, SequenceContext]:
         return self.contexts[BASE], self.contexts[ALIGNED]
