@@ -129,7 +129,8 @@ def _generate_parallel(resolved, run: opt.RunOptions, settings, todo: list[Promp
                     progress.update(task, rate=rate.text())
 
             def write(item: PromptItem, samples: list) -> None:
-                writer.write(prompt_record(item, record_settings["model"], samples, record_settings))
+                ran = {**record_settings, "concurrency": scheduler.concurrency.record()}  # never changes tokens
+                writer.write(prompt_record(item, record_settings["model"], samples, ran))
 
             run_parallel(scheduler, todo, n, settings, prefix, write, on_token, lambda: progress.advance(task, 1))
     finally:

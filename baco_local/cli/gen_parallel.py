@@ -7,6 +7,7 @@ import dataclasses
 import time
 from typing import Callable, Sequence
 
+from ..engine.concurrent import ChoiceCache
 from ..engine.loop import GenerationSettings
 from ..engine.pair import ModelPair
 from ..engine.prompts import Message
@@ -32,6 +33,7 @@ def check_parallel(n: int, parallel: int) -> int:
 
 def open_scheduler(resolved: ResolvedChoice, run: RunOptions, parallel: int) -> Scheduler:
     """Check memory for ``parallel`` sequences, then load the pair and make its scheduler."""
+    from ..catalog.hub import baco_cache_dir
     from .models_cmd import check_memory_for_run
 
     spec = resolved.spec
@@ -42,7 +44,10 @@ def open_scheduler(resolved: ResolvedChoice, run: RunOptions, parallel: int) -> 
                          ignore_limit=run.ignore_memory or offloaded)
     pair = ModelPair(spec)
     try:
-        return Scheduler(pair, parallel=parallel, ctx_size=ctx_size, n_cells=n_cells, threads=run.threads)
+        return Scheduler(pair, parallel=parallel, ctx_size=ctx_size, n_cells=n_cells, threads=run.threads,
+                         concurrency=run.concurrency, threads_base=run.threads_base,
+                         threads_aligned=run.threads_aligned,
+                         choice_cache=ChoiceCache(baco_cache_dir() / "concurrency.json"))
     except BaseException:
         pair.close()
         raise

@@ -21,6 +21,7 @@ import typer
 
 from ..engine.routers import DEFAULT_ENTROPY_GAMMA, DEFAULT_GAMMA, DEFAULT_ROUTER, ROUTERS
 from ..engine.sampling import SamplingParams
+from ..errors import UsageError
 from .console import set_verbosity
 
 _DEFAULTS = SamplingParams()
@@ -114,6 +115,10 @@ GpuLayersOpt = Annotated[int, typer.Option("--gpu-layers", "-ngl", help="Layers 
                                            "per model (-1 = all; needs a Metal/CUDA build).", rich_help_panel=RUNTIME)]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", "-t", help="CPU threads (default: all, at most 8).",
                                                    rich_help_panel=RUNTIME)]
+RunThreadsOpt = Annotated[Optional[str], typer.Option(
+    "--threads", "-t", metavar="N|A,B", help="CPU threads (default: all, at most 8); A,B gives the base model A "
+    "and the aligned model B (as --threads-base A --threads-aligned B).", show_default=False,
+    rich_help_panel=RUNTIME)]
 ConcurrencyOpt = Annotated[str, typer.Option(
     "--concurrency", help="Decode the two models of a step at the same time: on, off, or auto (measure both "
     "once per model files and threads, remembered in baco's cache folder). Never changes the tokens.",
@@ -191,11 +196,29 @@ _SAMPLING_OPTIONS = [("temp", TempOpt, DEFAULT_TEMP), ("top_k", TopKOpt, DEFAULT
                      ("dry_sequence_breaker", DrySequenceBreakerOpt, None), ("seed", SeedOpt, 0), ("max_tokens", MaxTokensOpt, 256),
                      ("stop", StopOpt, None)]
 _RUNTIME_OPTIONS = [("draft", DraftOpt, None), ("no_draft", NoDraftOpt, False), ("ctx_size", CtxSizeOpt, None),
-                    ("gpu_layers", GpuLayersOpt, 0), ("threads", ThreadsOpt, None),
+                    ("gpu_layers", GpuLayersOpt, 0), ("threads", RunThreadsOpt, None),
                     ("threads_base", ThreadsBaseOpt, None), ("threads_aligned", ThreadsAlignedOpt, None),
                     ("concurrency", ConcurrencyOpt, "auto"),
                     ("ignore_memory", IgnoreMemoryOpt, False)]
 _OUTPUT_OPTIONS = [("verbose", VerboseOpt, False), ("quiet", QuietOpt, False)]
+
+
+def split_threads(values: dict[str, Any]) -> dict[str, Any]:
+    """``-t N`` as a number; ``-t A,B`` as ``--threads-base A --threads-aligned B`` (A + B threads in all)."""
+    text = values.get("threads")
+    if text is None:
+        return values
+    parts = text.split(",")
+    if not all(part.strip().isdigit() for part in parts) or len(parts) > 2:
+        raise UsageError(f"-t/--threads takes N or A,B (base and aligned threads), got {text!r}")
+    numbers = [int(part) for part in parts]
+    if min(numbers) < 1:
+        raise UsageError(f"-t/--threads needs at least 1 thread (for each model with A,B), got {text!r}")
+    if len(numbers) == 1:
+        return {**values, "threads": numbers[0]}
+    if values.get("threads_base") is not None or values.get("threads_aligned") is not None:
+        raise UsageError("give -t A,B or --threads-base/--threads-aligned, not both")
+    return {**values, "threads": sum(numbers), "threads_base": numbers[0], "threads_aligned": numbers[1]}
 
 
 def _panel_rank(parameter: inspect.Parameter) -> int:
@@ -239,7 +262,7 @@ def with_run_options(*, routing: bool = True, max_tokens: int = 256, seed: int =
 
         @functools.wraps(command)
         def wrapper(**values: Any) -> Any:
-            run = RunOptions(**{name: values.pop(name) for name, _, _ in shared})
+            run = RunOptions(**split_threads({name: values.pop(name) for name, _, _ in shared}))
             set_verbosity(verbose=run.verbose, quiet=run.quiet)
             return command(run=run, **values)
 

@@ -27,6 +27,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .backend import ContextShape, SequenceContext, check_sequences, default_threads
+from .batch_costs import CostCache, CostTable
 from .concurrent import ChoiceCache, Concurrency, ThreadPlan
 from ..errors import UsageError
 from ..models.memory import check_ctx_size, effective_context, kv_cells
@@ -57,6 +58,9 @@ class Engine:
         self.n_batch = n_batch
         self.concurrency = Concurrency(concurrency, ThreadPlan.from_options(self.threads, threads_base, threads_aligned),
                                        choice_cache)
+        # Under auto, draft-and-verify picks K from measured batch costs (batch_costs.py), one table per side.
+        self.cost_cache = CostCache(choice_cache.path.with_name("batch_costs.json")) if choice_cache else None
+        self.costs: dict[Side, CostTable] = {}
         self.contexts: dict[Side, SequenceContext] = {}
         self.held: dict[Side, list[int]] = {BASE: [], ALIGNED: []}  # what sequence 0 holds
         self.scratch = {BASE: Scratch(pair.base.n_vocab), ALIGNED: Scratch(pair.aligned.n_vocab)}
@@ -91,10 +95,24 @@ class Engine:
         self._ensure_contexts(n_seq, max_tokens)
         contexts = (self.contexts[BASE], self.contexts[ALIGNED])
         if not overlap:
-            return self.concurrency.sequential(contexts)
+            mode = self.concurrency.sequential(contexts)
+            if self.concurrency.mode == "auto" and self.cost_cache is not None and not self.costs:
+                self._measure_costs()
+            return mode
         paths = (self.pair.base.path, self.pair.aligned.path)
         return self.concurrency.prepare(contexts, paths, n_seq,
                                         (self._throwaway_batch(BASE, n_seq), self._throwaway_batch(ALIGNED, n_seq)))
+
+    def _measure_costs(self) -> None:
+        """The batch-cost table of each side (remembered, else measured after what sequence 0 holds)."""
+        for side, threads in zip(SIDES, self.concurrency.plan.sequential):
+            model = self.pair.base if side == BASE else self.pair.aligned
+            table = self.cost_cache.table(self.contexts[side], threads, 0, len(self.held[side]),  # type: ignore[union-attr]
+                                          model.info.bos or 0)
+            if table is None:
+                self.costs = {}
+                return
+            self.costs[side] = table
 
     def _throwaway_batch(self, side: Side, n_seq: int) -> Callable[[SequenceContext], None]:
         """A decode of one token per sequence after what each holds, removed again (for timing);

@@ -19,6 +19,9 @@ A sample's tokens depend only on its prompt, settings and seed (position-indexed
 what else is in the batch, up to llama.cpp's floating-point differences between batch shapes.
 The scheduler always runs the step loop: ``settings.draft`` (draft-and-verify, which pays off for
 a lone sequence) is ignored here. A new prompt is prefilled between steps, in its own decode calls.
+The two models' decodes of a step run one after the other or at the same time
+(``concurrency`` "off", "on" or "auto", as for the engine: see concurrent.py); the mode never
+changes the tokens, and :meth:`Scheduler.concurrency_stats` says what ran.
 
 Events go to the request's own ``on_event``, in order, on the engine thread: :class:`TokenEvent`
 (sample index, token id, side, visible text), one :class:`SampleFinished` per sample (finish
@@ -44,6 +47,8 @@ import numpy as np
 from ..errors import BacoError, UsageError
 from ..models.memory import check_ctx_size, effective_context
 from .backend import MAX_SEQUENCES, ContextShape, SequenceContext, default_threads
+from .batch_costs import CostCache, CostTable, padded_size
+from .concurrent import ChoiceCache, Concurrency, ThreadPlan
 from .pair import ModelPair
 from .prompts import Message
 from .routers import ALIGNED, BASE, Side
@@ -142,7 +147,9 @@ class Scheduler:
     """Owns both contexts and every live sequence; see the module docstring."""
 
     def __init__(self, pair: ModelPair, *, parallel: int = 8, ctx_size: int = 4096,
-                 n_cells: int | None = None, threads: int | None = None, n_batch: int = 512) -> None:
+                 n_cells: int | None = None, threads: int | None = None, n_batch: int = 512,
+                 concurrency: str = "off", threads_base: int | None = None, threads_aligned: int | None = None,
+                 choice_cache: ChoiceCache | None = None) -> None:
         if not 1 <= parallel <= MAX_SEQUENCES:
             raise UsageError(f"--parallel must be between 1 and {MAX_SEQUENCES}, got {parallel}")
         check_ctx_size(ctx_size)
@@ -152,9 +159,14 @@ class Scheduler:
         self.n_cells = n_cells or self.ctx_size * parallel
         if self.n_cells < self.ctx_size:
             raise UsageError(f"the KV cache ({self.n_cells} cells) must hold at least one context ({self.ctx_size})")
+        threads = threads or default_threads()
+        self.concurrency = Concurrency(concurrency, ThreadPlan.from_options(threads, threads_base, threads_aligned),
+                                       choice_cache)
+        # Under auto: batch costs per side and thread count, to pad a step's batch to a cheaper size.
+        self._cost_cache = CostCache(choice_cache.path.with_name("batch_costs.json")) if choice_cache else None
+        self._costs: dict[tuple[int, int], list[CostTable]] = {}
         shape = ContextShape(n_cells=self.n_cells, n_seq=parallel,
-                             n_batch=max(parallel, min(n_batch, self.n_cells)),
-                             n_threads=threads or default_threads())
+                             n_batch=max(parallel, min(n_batch, self.n_cells)), n_threads=threads)
         self.contexts: dict[Side, SequenceContext] = {BASE: SequenceContext(pair.base, shape),
                                                       ALIGNED: SequenceContext(pair.aligned, shape)}
         self._scratch = {BASE: Scratch(pair.base.n_vocab), ALIGNED: Scratch(pair.aligned.n_vocab)}
@@ -171,6 +183,12 @@ class Scheduler:
         """Free both contexts (the pair stays loaded)."""
         for context in self.contexts.values():
             context.close()
+        self.concurrency.close()
+
+    def concurrency_stats(self) -> dict:
+        """What ran for /stats: the mode asked for, the thread plans, the mode (and any measured
+        times) per batch class, and the same as one line (``summary``)."""
+        return {**self.concurrency.describe(), "summary": self.concurrency.summary()}
 
     # --- any thread -----------------------------------------------------------------------
 
@@ -277,6 +295,7 @@ class Scheduler:
         settings = job.request.settings
         job.stepper = Stepper(self.pair, settings, self.ctx_size, self._scratch, self._mixture, job.prompts)
         first = job.slots[0]
+        self.concurrency.sequential(self._pair_contexts())  # a prompt decodes with all threads, one model at a time
         for side in SIDES:
             source, keep = self._shared_prefix(job, side)
             if keep:
@@ -318,11 +337,34 @@ class Scheduler:
         pending = [(job, state) for job in self._live for state in job.states if state.finish is None]
         if not pending:
             return
+        tokens = [s.tokens[-1] for _, s in pending]
+        seqs = [job.slots[s.index] for job, s in pending]
+        positions = {side: [s.positions[side] for _, s in pending] for side in SIDES}
+
+        def job_for(side: Side) -> Callable[[], None]:
+            return lambda: self.contexts[side].decode(tokens, positions[side], seqs, [True] * len(tokens))
+
+        def throwaway(side: Side) -> Callable[[SequenceContext], None]:
+            def run(context: SequenceContext) -> None:  # this very batch, timed, then removed again
+                context.decode(tokens, positions[side], seqs, [True] * len(pending))
+                for seq, position in zip(seqs, positions[side]):
+                    context.truncate(seq, position)
+            return run
+
         try:
-            for side in SIDES:
-                self.contexts[side].decode([s.tokens[-1] for _, s in pending],
-                                           [s.positions[side] for _, s in pending],
-                                           [job.slots[s.index] for job, s in pending], [True] * len(pending))
+            self.concurrency.prepare(self._pair_contexts(), (self.pair.base.path, self.pair.aligned.path),
+                                     len(pending), (throwaway(BASE), throwaway(ALIGNED)))
+            pad = self._padding(len(pending))
+            if pad:  # pad rows on a free slot, thrown away after the decode
+                slot = self._free_slots[0]
+                tokens, seqs = tokens + [tokens[0]] * pad, seqs + [slot] * pad
+                positions = {side: positions[side] + list(range(pad)) for side in SIDES}
+            try:
+                self.concurrency.decoder.run(job_for(BASE), job_for(ALIGNED))  # both at once when the mode says so
+            finally:
+                if pad:
+                    for side in SIDES:
+                        self.contexts[side].truncate(slot, 0)
         except BacoError as exc:  # the batch failed for everyone in it
             for job, state in pending:
                 state.finish = "error"
@@ -336,6 +378,28 @@ class Scheduler:
             logits = {side: self.contexts[side].logits(row) for side in SIDES}
             self._emit(job, job.stepper.step(state, logits))  # type: ignore[union-attr]
             self._finish_if_done(job, state)
+
+    def _padding(self, size: int) -> int:
+        """Rows to add to a step's batch of ``size`` so that it decodes faster (only under auto,
+        with a free slot to put them on; the cost tables are measured on that slot once)."""
+        if self.concurrency.mode != "auto" or self._cost_cache is None or not self._free_slots:
+            return 0
+        plan = self.concurrency.plan
+        threads = plan.concurrent if self.concurrency.decoder.concurrent else plan.sequential
+        if threads not in self._costs:
+            slot = self._free_slots[0]
+            tables = [self._cost_cache.table(self.contexts[side], n, slot, 0, self.pair.aligned.info.bos or 0)
+                      for side, n in zip(SIDES, threads)]
+            self._costs[threads] = [t for t in tables if t is not None] if all(tables) else []
+        tables = self._costs[threads]
+        if not tables:
+            return 0
+        # Pad cells come out of the unreserved ones, and only measured sizes are candidates.
+        limit = min(size + self._free_cells, self.contexts[BASE].shape.n_batch, min(t.sizes[-1] for t in tables))
+        return padded_size(tables, size, limit) - size
+
+    def _pair_contexts(self) -> tuple[SequenceContext, SequenceContext]:
+        return self.contexts[BASE], self.contexts[ALIGNED]
 
     # --- ending ---------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+from .batch_costs import best_draft_length
 from .generation import GenerationBase
 from .step import SIDES, SequenceState, TokenEvent
 from .routers import ALIGNED, BASE, Side
@@ -67,6 +68,8 @@ class DraftGeneration(GenerationBase):
         policy = self.settings.draft
         # Draft lengths per sample and writer: the two models keep the pen for very different spells.
         self._k = {(s.index, side): policy.fixed_k or policy.start_k for s in self.states for side in SIDES}
+        # With measured batch costs (--concurrency auto): drafts kept / drafted and rows needed, per writer.
+        self._seen = {side: [0, 0, 0] for side in SIDES}
         # Both distributions of the first position come from the prefill: one ordinary step.
         events: list[TokenEvent] = []
         for state in self.states:
@@ -88,7 +91,15 @@ class DraftGeneration(GenerationBase):
         """How many tokens this sample may draft this round (never past its limits)."""
         room = self.engine.ctx_size - 1 - max(state.positions.values())
         batch_room = self.engine.contexts[BASE].shape.n_batch // len(self.states)  # verify is one batch
-        return max(1, min(self._k[state.index, state.writer], self.settings.max_tokens - len(state.tokens), room, batch_room))
+        k = self._k[state.index, state.writer]
+        costs = self.engine.costs
+        if costs and not self.settings.draft.fixed_k:
+            kept, drafted, needed = self._seen[state.writer]
+            acceptance = (kept + 4 * 0.8) / (drafted + 4)  # a prior of 0.8 worth four drafts
+            share = (needed + 4) / (drafted + 4)
+            k = best_draft_length(costs[state.writer], costs[_other(state.writer)], acceptance,
+                                  self.settings.draft.max_k, share)
+        return max(1, min(k, self.settings.max_tokens - len(state.tokens), room, batch_room))
 
     def _inputs(self, state: SequenceState, drafts: list[_Draft]) -> list[int]:
         """The tokens both contexts decode this round: the pending token, then all drafts but the last."""
@@ -195,6 +206,10 @@ class DraftGeneration(GenerationBase):
             if rejected or state.finish is not None:
                 break
         kept = len(events)
+        seen = self._seen[writer]
+        seen[0] += kept - rejected  # a rejected round's last token is the other model's
+        seen[1] += kept
+        seen[2] += sum(d.needs_other for d in drafts[:kept])
         self._rewind(state, start, kept)
         self._adapt(state, writer, accepted_all=not rejected and kept == len(drafts))
         return events
