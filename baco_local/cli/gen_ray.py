@@ -82,7 +82,8 @@ class GenWorker:
         out: dict[str, list[Any]] = {"key": [], "line": [], "tokens": []}
 
         def write(item: PromptItem, samples: list) -> None:
-            record = prompt_record(item, self.job.record_settings["model"], samples, self.job.record_settings)
+            ran = {**self.job.record_settings, "concurrency": self.scheduler.concurrency.record()}  # never changes tokens
+            record = prompt_record(item, self.job.record_settings["model"], samples, ran)
             out["key"].append(id_key(item.id))
             out["line"].append(json.dumps(record, ensure_ascii=False))
             out["tokens"].append(sum(len(s.tokens) for s in samples))
