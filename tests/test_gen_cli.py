@@ -55,6 +55,13 @@ def kill_after_records(args: list[str], out: Path, records: int) -> str:
     return out.read_text(encoding="utf-8")
 
 
+def write_numbered_prompts(path: Path, count: int) -> Path:
+    """A JSONL prompt file of ``count`` prompts with ids p0, p1, ... ("prompt number i")."""
+    path.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"prompt number {i}"}) + "\n" for i in range(count)),
+                    encoding="utf-8")
+    return path
+
+
 def read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_gen_cli import assert_clean_error, baco, kill_after_records, model_args, read_records
+from test_gen_cli import assert_clean_error, baco, kill_after_records, model_args, write_numbered_prompts
 
 ray = pytest.importorskip("ray", reason="the Ray tests need the extra: pip install -e '.[ray]'")
 
@@ -34,10 +34,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ray") / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"prompt number {i}"}) + "\n" for i in range(12)),
-                    encoding="utf-8")
-    return path
+    return write_numbered_prompts(tmp_path_factory.mktemp("ray") / "prompts.jsonl", 12)
 
 
 def gen_args(tiny_pair, prompts: Path, out: Path, *extra: str) -> list[str]:

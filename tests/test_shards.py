@@ -6,17 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from test_gen_cli import assert_clean_error, baco, model_args, read_records
+from test_gen_cli import assert_clean_error, baco, model_args, read_records, write_numbered_prompts
 
 from baco_local.engine.seeds import SEED_RULE, parse_shard, sample_seed, shard_of
 
 
 @pytest.fixture()
 def many(tmp_path: Path) -> Path:
-    path = tmp_path / "many.jsonl"
-    path.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"prompt number {i}"}) + "\n" for i in range(9)),
-                    encoding="utf-8")
-    return path
+    return write_numbered_prompts(tmp_path / "many.jsonl", 9)
 
 
 def gen_args(tiny_pair, prompt_file: Path, out: Path, *extra: str) -> list[str]:
