@@ -278,6 +278,16 @@ class SequenceContext:
         self.n_decode_calls += 1
         self.n_outputs += len(self._rows)
 
+    def decode_and_undo(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int]) -> None:
+        """Decode a batch with logits for every token, then drop what it added to each sequence
+        (a trial decode, e.g. to time it)."""
+        self.decode(tokens, positions, seqs, [True] * len(tokens))
+        first: dict[int, int] = {}
+        for seq, position in zip(seqs, positions):
+            first[seq] = min(first.get(seq, position), position)
+        for seq, position in first.items():
+            self.truncate(seq, position)
+
     def prefill(self, tokens: Sequence[int], seq: int = 0, start: int = 0) -> None:
         """Evaluate a prompt on one sequence in chunks; logits of its last token are row 0."""
         step = self.shape.n_batch

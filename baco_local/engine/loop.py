@@ -124,10 +124,7 @@ class Engine:
                 context.truncate(seq, 0)
             start = len(self.held[side])
             context.truncate(0, start)
-            context.decode([token] * n_seq, [start] + [0] * (n_seq - 1), range(n_seq), [True] * n_seq)
-            context.truncate(0, start)
-            for seq in range(1, n_seq):
-                context.truncate(seq, 0)
+            context.decode_and_undo([token] * n_seq, [start] + [0] * (n_seq - 1), range(n_seq))
         return run
 
     def _prefill(self, side: Side, prompt: list[int], n_seq: int) -> None:

@@ -345,11 +345,7 @@ class Scheduler:
             return lambda: self.contexts[side].decode(tokens, positions[side], seqs, [True] * len(tokens))
 
         def throwaway(side: Side) -> Callable[[SequenceContext], None]:
-            def run(context: SequenceContext) -> None:  # this very batch, timed, then removed again
-                context.decode(tokens, positions[side], seqs, [True] * len(pending))
-                for seq, position in zip(seqs, positions[side]):
-                    context.truncate(seq, position)
-            return run
+            return lambda context: context.decode_and_undo(tokens, positions[side], seqs)  # this very batch, timed
 
         try:
             self.concurrency.prepare(self._pair_contexts(), (self.pair.base.path, self.pair.aligned.path),
