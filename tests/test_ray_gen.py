@@ -126,7 +126,10 @@ def test_bad_addresses_are_one_line_errors(tiny_pair, prompts, tmp_path) -> None
     result = baco(*gen_args(tiny_pair, prompts, out, "--ray", f"127.0.0.1:{port}"))
     assert_clean_error(result, f"no Ray cluster answers at 127.0.0.1:{port}")
     assert_clean_error(baco(*gen_args(tiny_pair, prompts, out, "--ray", "nowhere")),
-                       "--ray takes auto, local, ray://HOST:PORT or HOST:PORT, got 'nowhere'")
+                       "--ray takes auto, local or HOST:PORT (a cluster's GCS address), got 'nowhere'")
+    # Ray Data fails inside Ray Client with an AttributeError (ray-project/ray#48682): refused up front
+    assert_clean_error(baco(*gen_args(tiny_pair, prompts, out, "--ray", "ray://127.0.0.1:10001")),
+                       "Ray Data does not run through Ray Client (ray://)")
     assert not out.exists()
 
 

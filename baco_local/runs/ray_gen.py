@@ -77,12 +77,16 @@ def _import_ray() -> Any:
 
 
 def check_address(address: str) -> str:
-    """``auto``, ``local``, ``ray://HOST:PORT`` or ``HOST:PORT`` (anything else is refused)."""
-    if address in ("auto", "local") or address.startswith("ray://"):
+    """``auto``, ``local`` or ``HOST:PORT``; ``ray://`` (Ray Client) and anything else are refused."""
+    if address in ("auto", "local"):
         return address
+    if address.startswith("ray://"):
+        raise UsageError(f"--ray {address}: Ray Data does not run through Ray Client (ray://), so run baco gen on "
+                         "a cluster node with --ray auto or --ray HOST:PORT, or submit it as a Ray job: "
+                         "ray job submit --address http://HEAD:8265 -- baco gen ... --ray auto")
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--ray takes auto, local, ray://HOST:PORT or HOST:PORT, got {address!r}")
+        raise UsageError(f"--ray takes auto, local or HOST:PORT (a cluster's GCS address), got {address!r}")
     try:  # fail in seconds, not after Ray's own minute of retries
         with socket.create_connection((host.strip("[]"), int(port)), timeout=3):
             pass
@@ -120,8 +124,6 @@ def connect(address: str, *, verbose: bool = False) -> Iterator[Any]:
 
 def _connect_message(address: str, exc: Exception) -> str:
     text = " ".join(str(exc).split())
-    if "ray[client]" in text:
-        return f"--ray {address} (Ray Client) needs pip install 'ray[client]'"
     if "uthentication" in text or "auth token" in text.lower():
         return (f"the Ray cluster at {address} wants its authentication token: set RAY_AUTH_MODE=token "
                 "(the token in ~/.ray/auth_token or RAY_AUTH_TOKEN), as Ray's docs say")
