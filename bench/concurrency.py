@@ -57,7 +57,7 @@ STEP, DEFAULT = DraftPolicy(enabled=False), DraftPolicy()
 TARGETS = {"p_punc_step": ("p-punc γ=0.3, step loop (--no-draft)", "p-punc", STEP, 0.70),
            "p_punc_default": ("p-punc γ=0.3, default (draft-and-verify)", "p-punc", DEFAULT, 0.80),
            "aligned_default": ("aligned router, default", "aligned", DEFAULT, 0.95)}
-OVERLAP_K = (2, 4, 8)
+OVERLAP_K = (2, 4, 9)  # 9: the aligned writer's usual draft length on the Gemma pair
 
 
 def ms_per_step(timing: Timing, n: int) -> float:
