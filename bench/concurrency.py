@@ -41,7 +41,7 @@ import llama_cpp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import PROMPTS, Timing, baco_run, llama_cpp_alone, median_timing  # noqa: E402
-from standin import bench_pair  # noqa: E402
+from standin import bench_pair, pair_arguments  # noqa: E402
 
 from baco_local import Engine, ModelPair, PairSpec  # noqa: E402
 from baco_local.engine.backend import ContextShape, SequenceContext  # noqa: E402
@@ -129,11 +129,7 @@ def overlap_estimate(pair: ModelPair, plan: ThreadPlan, repeats: int) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", type=Path)
-    parser.add_argument("--aligned", type=Path)
-    parser.add_argument("--tokens", type=int, default=128, help="max tokens per sample")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (medians reported)")
-    parser.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1))
+    pair_arguments(parser)
     parser.add_argument("--overlap", action="store_true", help="also estimate draft-and-verify overlap")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
