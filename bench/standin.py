@@ -10,6 +10,7 @@ base model's, only more peaked. Never report its outputs as an instruct model's.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import gguf
@@ -63,6 +64,15 @@ def write_standin(base: Path, target: Path) -> Path:
                                             gguf.Keys.General.NAME: name}, [])
     partial.replace(target)
     return target
+
+
+def pair_arguments(parser: argparse.ArgumentParser, tokens_help: str = "max tokens per sample") -> None:
+    """The options every pair benchmark takes: the pair, tokens, interleaved rounds and threads."""
+    parser.add_argument("--base", type=Path)
+    parser.add_argument("--aligned", type=Path)
+    parser.add_argument("--tokens", type=int, default=128, help=tokens_help)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (medians reported)")
+    parser.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1))
 
 
 def bench_pair(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Path, Path]:

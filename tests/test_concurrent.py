@@ -264,6 +264,39 @@ def test_the_scheduler_measures_under_auto_and_remembers(pair, tmp_path):
     assert stats["chosen"]["multi"]["source"] == "cached"
 
 
+def test_the_scheduler_settles_the_decode_plan_once_per_batch_class(pair, tmp_path, monkeypatch):
+    """Under auto the mode is measured once per batch class and not re-prepared on every step: a
+    lone request (single), then two at once (multi), then one again (single, re-applied, not
+    measured); the threads change only when the class changes or a prompt was prefilled."""
+    from baco_local.engine.scheduler import Request, SampleFinished, Scheduler
+
+    settings = GenerationSettings(get_router("p-punc"), 0.3, SamplingParams(temperature=1.0), 12, (), 1, STEP_LOOP)
+    calls = {"prepare": 0, "restore": 0}
+    for name in calls:
+        real = getattr(Concurrency, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(self, *args, **kwargs)
+        monkeypatch.setattr(Concurrency, name, counted)
+    scheduler = Scheduler(pair, parallel=4, ctx_size=256, threads=2, concurrency="auto",
+                          choice_cache=ChoiceCache(tmp_path / "concurrency.json"))
+    out: list = []
+    try:
+        for batch in ([Request(PROMPT, settings)], [Request(PROMPT, settings, n=2), Request("the cat", settings)],
+                      [Request("the dog", settings)]):
+            for request in batch:
+                scheduler.submit(request, lambda e: out.append(e) if isinstance(e, SampleFinished) else None)
+            scheduler.run_until_idle()
+        chosen = scheduler.concurrency.describe()["chosen"]
+    finally:
+        scheduler.close()
+    assert len(out) == 5 and all(len(f.sample.tokens) == 12 for f in out)  # many steps ran
+    assert calls["prepare"] == 2  # one per class: single, multi
+    assert 1 <= calls["restore"] <= 4  # only after a prefill or a class change, never per step
+    assert {klass: entry["source"] for klass, entry in chosen.items()} == {"single": "measured", "multi": "measured"}
+
+
 def test_a_failed_decode_in_a_concurrent_scheduler_step_ends_that_batch_only(pair, monkeypatch):
     """One context's decode fails (llama.cpp itself refuses a position past the sequence): the
     batch's samples end with one error each, the other decode is joined, the next request runs."""

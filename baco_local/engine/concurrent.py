@@ -217,6 +217,13 @@ class Concurrency:
         self._apply(contexts, self.chosen[klass]["mode"] == "on")
         return self.chosen[klass]["mode"]
 
+    def restore(self, contexts: tuple[SequenceContext, SequenceContext], n_seq: int) -> str:
+        """Give both contexts back the threads of the mode already settled (by :meth:`prepare`) for
+        ``n_seq`` sequences' batch class, e.g. after a prefill ran :meth:`sequential`; no measuring."""
+        on = self.chosen[batch_class(n_seq)]["mode"] == "on"
+        self._apply(contexts, on)
+        return "on" if on else "off"
+
     def sequential(self, contexts: tuple[SequenceContext, SequenceContext]) -> str:
         """One decode at a time with the sequential threads (for paths that never decode both at once)."""
         self._apply(contexts, False)

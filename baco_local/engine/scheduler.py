@@ -40,6 +40,7 @@ import itertools
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Sequence, Union
 
 import numpy as np
@@ -48,7 +49,7 @@ from ..errors import BacoError, UsageError
 from ..models.memory import check_ctx_size, effective_context
 from .backend import MAX_SEQUENCES, ContextShape, SequenceContext, default_threads
 from .batch_costs import CostCache, CostTable, padded_size
-from .concurrent import ChoiceCache, Concurrency, ThreadPlan
+from .concurrent import ChoiceCache, Concurrency, ThreadPlan, batch_class
 from .pair import ModelPair
 from .prompts import Message
 from .routers import ALIGNED, BASE, Side
@@ -124,6 +125,16 @@ class RequestHandle:
         return self._done.wait(timeout)
 
 
+@dataclass(frozen=True)
+class _StepBatch:
+    """One step's batch, the same tokens and sequences in both models, at each model's positions."""
+
+    tokens: list[int]
+    positions: dict[Side, list[int]]
+    seqs: list[int]
+    want: list[bool]
+
+
 @dataclass
 class _Job:
     """A request on the engine side: its prompts, its samples' states and the slots they hold."""
@@ -178,6 +189,11 @@ class Scheduler:
         self._live: list[_Job] = []
         self._free_slots = list(range(parallel))
         self._free_cells = self.n_cells
+        # The step's decode plan: the batch class whose mode the contexts run now (None: re-apply),
+        # and one persistent job per model reading the step's batch.
+        self._settled: str | None = None
+        self._batch = _StepBatch([], {BASE: [], ALIGNED: []}, [], [])
+        self._jobs = (partial(self._decode_side, BASE), partial(self._decode_side, ALIGNED))
 
     def close(self) -> None:
         """Free both contexts (the pair stays loaded)."""
@@ -296,6 +312,7 @@ class Scheduler:
         job.stepper = Stepper(self.pair, settings, self.ctx_size, self._scratch, self._mixture, job.prompts)
         first = job.slots[0]
         self.concurrency.sequential(self._pair_contexts())  # a prompt decodes with all threads, one model at a time
+        self._settled = None  # the next step re-applies its class's mode
         for side in SIDES:
             source, keep = self._shared_prefix(job, side)
             if keep:
@@ -340,23 +357,16 @@ class Scheduler:
         tokens = [s.tokens[-1] for _, s in pending]
         seqs = [job.slots[s.index] for job, s in pending]
         positions = {side: [s.positions[side] for _, s in pending] for side in SIDES}
-
-        def job_for(side: Side) -> Callable[[], None]:
-            return lambda: self.contexts[side].decode(tokens, positions[side], seqs, [True] * len(tokens))
-
-        def throwaway(side: Side) -> Callable[[SequenceContext], None]:
-            return lambda context: context.decode_and_undo(tokens, positions[side], seqs)  # this very batch, timed
-
         try:
-            self.concurrency.prepare(self._pair_contexts(), (self.pair.base.path, self.pair.aligned.path),
-                                     len(pending), (throwaway(BASE), throwaway(ALIGNED)))
+            self._settle(tokens, positions, seqs)
             pad = self._padding(len(pending))
             if pad:  # pad rows on a free slot, thrown away after the decode
                 slot = self._free_slots[0]
                 tokens, seqs = tokens + [tokens[0]] * pad, seqs + [slot] * pad
                 positions = {side: positions[side] + list(range(pad)) for side in SIDES}
+            self._batch = _StepBatch(tokens, positions, seqs, [True] * len(tokens))
             try:
-                self.concurrency.decoder.run(job_for(BASE), job_for(ALIGNED))  # both at once when the mode says so
+                self.concurrency.decoder.run(*self._jobs)  # both at once when the mode says so
             finally:
                 if pad:
                     for side in SIDES:
@@ -374,6 +384,29 @@ class Scheduler:
             logits = {side: self.contexts[side].logits(row) for side in SIDES}
             self._emit(job, job.stepper.step(state, logits))  # type: ignore[union-attr]
             self._finish_if_done(job, state)
+
+    def _decode_side(self, side: Side) -> None:
+        """Decode this step's batch in ``side``'s context (a job of the pair decoder)."""
+        batch = self._batch
+        self.contexts[side].decode(batch.tokens, batch.positions[side], batch.seqs, batch.want)
+
+    def _settle(self, tokens: list[int], positions: dict[Side, list[int]], seqs: list[int]) -> None:
+        """Settle the decode plan (mode and threads) for this step's batch-size class: measured or
+        asked the first time a class is seen, and re-applied only when the class changes or a
+        prefill ran with the sequential threads since; the same class's later steps do nothing."""
+        klass = batch_class(len(tokens))
+        if klass == self._settled:
+            return
+        contexts = self._pair_contexts()
+        if klass in self.concurrency.chosen:
+            self.concurrency.restore(contexts, len(tokens))
+        else:
+            def throwaway(side: Side) -> Callable[[SequenceContext], None]:
+                return lambda context: context.decode_and_undo(tokens, positions[side], seqs)  # this very batch, timed
+
+            self.concurrency.prepare(contexts, (self.pair.base.path, self.pair.aligned.path), len(tokens),
+                                     (throwaway(BASE), throwaway(ALIGNED)))
+        self._settled = klass
 
     def _padding(self, size: int) -> int:
         """Rows to add to a step's batch of ``size`` so that it decodes faster (only under auto,
