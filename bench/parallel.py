@@ -124,9 +124,12 @@ def main() -> None:
     speedup = medians[f"baco scheduler --parallel {args.parallel}"].rate / step_rate
     print(f"batching limit (8 single decodes / one 8-token decode): {limit:.2f}x")
     print(f"scheduler over the step loop: {speedup:.2f}x = {100 * speedup / limit:.0f}% of the limit (target 85%)")
+    prefill = scheduler.prefill_stats()
+    print(f"scheduler prefills (all rounds): {prefill['in_step']} decodes beside running sequences, "
+          f"{prefill['alone']} alone, {prefill['chunked']} prompts over several steps")
     if args.json:
         args.json.write_text(json.dumps({"rates": {k: v.rate for k, v in medians.items()}, "limit": limit,
-                                         "share_of_limit": speedup / limit}, indent=1))
+                                         "share_of_limit": speedup / limit, "prefill": prefill}, indent=1))
     scheduler.close()
     engine.close()
     llm.close()

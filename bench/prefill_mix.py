@@ -7,8 +7,10 @@ When the Scheduler admits a request while others are generating, the new prompt'
 prefilled between steps (one ``llama_decode`` for the prompt, then the running sequences' step) or
 share the step's ``llama_decode`` with the running sequences' tokens. Both give the same logits rows
 (one per running sequence plus the prompt's last token); this script times the two on one model,
-median of ``--repeats`` with the cache rolled back after every try. The Scheduler keeps the faster one
-(README, "Many prompts at once").
+median of ``--repeats`` with the cache rolled back after every try. The Scheduler prefills inside
+the step, the faster on a loaded 2-core machine (77 vs 110 ms at 16 prompt tokens, 106 vs 137 ms at
+48: README, "Many prompts at once"); rerun this to check that choice on another machine, and
+``bench/parallel.py`` for what it gives end to end (it prints the Scheduler's prefill counts).
 """
 
 from __future__ import annotations

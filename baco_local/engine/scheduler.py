@@ -6,19 +6,23 @@ Each sequence is one sample of a :class:`Request` (a prompt, its own
 
 1. takes new submissions and cancellations (both thread-safe; cancelled sequences end now);
 2. admits waiting requests, first come first served, while there are free sequence slots and
-   KV cells for the prompt plus ``n`` × ``max_tokens``: the prompt is decoded once per context on
-   the request's first slot and shared with its other samples (``seq_cp``), and each sample's
-   first token is chosen from the prompt's last logits; a prompt prefix that a live request
-   already holds (a shared system prompt, the chat template's header) is copied, not decoded;
-3. decodes every live sequence's newest token in one ``llama_decode`` batch per model, then routes,
-   samples and commits each sequence's next token (:class:`~baco_local.engine.step.Stepper`, the
-   same step as ``loop.py``);
+   KV cells for the prompt plus ``n`` × ``max_tokens``; a prompt prefix that a live, prefilled
+   request already holds (a shared system prompt, the chat template's header) is copied, not decoded;
+3. decodes every live sequence's newest token and the admitted prompts' tokens in one
+   ``llama_decode`` batch per model (logits only for each running sequence's token and each
+   prompt's last one; a prompt that does not fit in ``n_batch`` beside the running tokens goes on
+   in the next steps: see prefill.py), then routes, samples and commits each sequence's next token
+   (:class:`~baco_local.engine.step.Stepper`, the same step as ``loop.py``). A prompt decoded to its
+   end is shared with the request's other samples (``seq_cp``) and each sample's first token is
+   chosen from its last logits;
 4. frees a finished sequence's KV cells at once (``seq_rm``), so the next request can be admitted.
 
 A sample's tokens depend only on its prompt, settings and seed (position-indexed draws), not on
 what else is in the batch, up to llama.cpp's floating-point differences between batch shapes.
 The scheduler always runs the step loop: ``settings.draft`` (draft-and-verify, which pays off for
-a lone sequence) is ignored here. A new prompt is prefilled between steps, in its own decode calls.
+a lone sequence) is ignored here. A new prompt is prefilled inside the step's decode calls, which
+bench/prefill_mix.py measured faster than decoding it between steps; :meth:`Scheduler.prefill_stats`
+counts how prompts were decoded.
 The two models' decodes of a step run one after the other or at the same time
 (``concurrency`` "off", "on" or "auto", as for the engine: see concurrent.py); the mode never
 changes the tokens, and :meth:`Scheduler.concurrency_stats` says what ran.
@@ -51,6 +55,7 @@ from .backend import MAX_SEQUENCES, ContextShape, SequenceContext, default_threa
 from .batch_costs import CostCache, CostTable, padded_size
 from .concurrent import ChoiceCache, Concurrency, ThreadPlan, batch_class
 from .pair import ModelPair
+from .prefill import Chunk, Fill, PrefillCounts, plan_chunks
 from .prompts import Message
 from .routers import ALIGNED, BASE, Side
 from .sampling import Scratch
@@ -125,14 +130,8 @@ class RequestHandle:
         return self._done.wait(timeout)
 
 
-@dataclass(frozen=True)
-class _StepBatch:
-    """One step's batch, the same tokens and sequences in both models, at each model's positions."""
-
-    tokens: list[int]
-    positions: dict[Side, list[int]]
-    seqs: list[int]
-    want: list[bool]
+_Rows = tuple[list[int], list[int], list[int], list[bool]]
+"""One model's batch of a step: tokens, positions, sequence ids, and which rows want logits."""
 
 
 @dataclass
@@ -148,6 +147,12 @@ class _Job:
     slots: list[int] = field(default_factory=list)
     reserved: int = 0  # KV cells held for this request
     per_sample: int = 0  # cells each unfinished sample holds within ``reserved``
+    fill: Fill | None = None  # the prompt while it is being decoded into the first slot
+
+    @property
+    def prefilled(self) -> bool:
+        """Whether the prompt is in the cache and the samples have begun."""
+        return bool(self.states)
 
     @property
     def prompt_cells(self) -> int:
@@ -189,10 +194,11 @@ class Scheduler:
         self._live: list[_Job] = []
         self._free_slots = list(range(parallel))
         self._free_cells = self.n_cells
+        self._prefill = PrefillCounts()
         # The step's decode plan: the batch class whose mode the contexts run now (None: re-apply),
-        # and one persistent job per model reading the step's batch.
+        # and one persistent job per model reading the step's batch of that model.
         self._settled: str | None = None
-        self._batch = _StepBatch([], {BASE: [], ALIGNED: []}, [], [])
+        self._batch: dict[Side, _Rows] = {BASE: ([], [], [], []), ALIGNED: ([], [], [], [])}
         self._jobs = (partial(self._decode_side, BASE), partial(self._decode_side, ALIGNED))
 
     def close(self) -> None:
@@ -200,6 +206,10 @@ class Scheduler:
         for context in self.contexts.values():
             context.close()
         self.concurrency.close()
+
+    def prefill_stats(self) -> dict[str, int]:
+        """How prompts were decoded: in a step beside running sequences, alone, over several steps."""
+        return self._prefill.as_dict()
 
     def concurrency_stats(self) -> dict:
         """What ran for /stats: the mode asked for, the thread plans, the mode (and any measured
@@ -307,17 +317,21 @@ class Scheduler:
                 self._fail(job, str(exc))
 
     def _start(self, job: _Job) -> None:
-        """Prefill the prompt once per context, share it, and choose each sample's first token."""
-        settings = job.request.settings
-        job.stepper = Stepper(self.pair, settings, self.ctx_size, self._scratch, self._mixture, job.prompts)
-        first = job.slots[0]
-        self.concurrency.sequential(self._pair_contexts())  # a prompt decodes with all threads, one model at a time
-        self._settled = None  # the next step re-applies its class's mode
+        """Copy a prompt prefix another request holds; the rest of the prompt joins the next batches."""
+        job.stepper = Stepper(self.pair, job.request.settings, self.ctx_size, self._scratch, self._mixture,
+                              job.prompts)
+        first, done = job.slots[0], {}
         for side in SIDES:
-            source, keep = self._shared_prefix(job, side)
-            if keep:
-                self.contexts[side].copy_range(source, first, 0, keep)
-            self.contexts[side].prefill(job.prompts[side][keep:], seq=first, start=keep)
+            source, done[side] = self._shared_prefix(job, side)
+            if done[side]:
+                self.contexts[side].copy_range(source, first, 0, done[side])
+        job.fill = Fill(first, job.prompts, done)
+
+    def _begin_samples(self, job: _Job, row: int) -> None:
+        """The prompt is decoded (its last logits are ``row``): share it with the other samples and
+        choose each sample's first token."""
+        settings, first = job.request.settings, job.slots[0]
+        job.fill = None
         for slot in job.slots[1:]:
             for side in SIDES:
                 self.contexts[side].copy_sequence(first, slot)
@@ -326,8 +340,8 @@ class Scheduler:
             positions = {side: len(job.prompts[side]) for side in SIDES}
             job.states.append(SequenceState(index, seed, DrawStreams(seed), positions))
         for state in job.states:
-            logits = {side: self.contexts[side].logits(0) for side in SIDES}
-            self._emit(job, job.stepper.step(state, logits))
+            logits = {side: self.contexts[side].logits(row) for side in SIDES}
+            self._emit(job, job.stepper.step(state, logits))  # type: ignore[union-attr]
             self._finish_if_done(job, state)
 
     def _shared_prefix(self, job: _Job, side: Side) -> tuple[int, int]:
@@ -337,7 +351,7 @@ class Scheduler:
         best = (-1, 0)
         for other in self._live:
             slots = [slot for slot in other.slots if slot >= 0]
-            if other is job or not slots:
+            if other is job or not slots or not other.prefilled:  # a prompt still being decoded is no source
                 continue
             held, keep = other.prompts[side], 0
             limit = min(len(held), len(prompt) - 1)  # the last prompt token is decoded for its logits
@@ -350,21 +364,31 @@ class Scheduler:
     # --- decoding -------------------------------------------------------------------------
 
     def _decode(self) -> None:
-        """One batch per model with every live sequence's newest token, then one step each."""
+        """One batch per model with every live sequence's newest token and the prompt tokens that fit
+        beside them, then one step each (and the first step of every prompt decoded to its end)."""
         pending = [(job, state) for job in self._live for state in job.states if state.finish is None]
-        if not pending:
+        filling = [job for job in self._live if job.fill is not None]
+        room = self.contexts[BASE].shape.n_batch - len(pending)
+        chunks = plan_chunks([job.fill for job in filling], room) if filling else []  # type: ignore[misc]
+        if not pending and not chunks:
             return
         tokens = [s.tokens[-1] for _, s in pending]
         seqs = [job.slots[s.index] for job, s in pending]
         positions = {side: [s.positions[side] for _, s in pending] for side in SIDES}
+        batches = {side: self._with_chunks(tokens, positions[side], seqs, chunks, side) for side in SIDES}
+        pad = 0
         try:
-            self._settle(tokens, positions, seqs)
-            pad = self._padding(len(pending))
+            if pending:
+                self._settle(tokens, positions, seqs)
+                pad = 0 if chunks else self._padding(len(pending))
+            else:  # only prompts: all threads, one model at a time
+                self.concurrency.sequential(self._pair_contexts())
+                self._settled = None  # the next step re-applies its class's mode
             if pad:  # pad rows on a free slot, thrown away after the decode
                 slot = self._free_slots[0]
-                tokens, seqs = tokens + [tokens[0]] * pad, seqs + [slot] * pad
-                positions = {side: positions[side] + list(range(pad)) for side in SIDES}
-            self._batch = _StepBatch(tokens, positions, seqs, [True] * len(tokens))
+                batches = {side: (tokens + [tokens[0]] * pad, positions[side] + list(range(pad)),
+                                  seqs + [slot] * pad, [True] * (len(tokens) + pad)) for side in SIDES}
+            self._batch = batches
             try:
                 self.concurrency.decoder.run(*self._jobs)  # both at once when the mode says so
             finally:
@@ -375,7 +399,12 @@ class Scheduler:
             for job, state in pending:
                 state.finish = "error"
                 self._finish_if_done(job, state, error=str(exc))
+            for chunk in chunks:
+                job = next(j for j in filling if j.fill is chunk.fill)
+                self._release(job)
+                self._fail(job, str(exc))
             return
+        self._count_prefill(chunks, bool(pending))
         for row, (job, state) in enumerate(pending):
             if state.finish is not None:  # cancelled by a callback earlier in this loop
                 continue
@@ -384,11 +413,41 @@ class Scheduler:
             logits = {side: self.contexts[side].logits(row) for side in SIDES}
             self._emit(job, job.stepper.step(state, logits))  # type: ignore[union-attr]
             self._finish_if_done(job, state)
+        row = len(pending)
+        for chunk in chunks:
+            if chunk.last:
+                self._begin_samples(next(j for j in filling if j.fill is chunk.fill), row)
+                row += 1
+
+    @staticmethod
+    def _with_chunks(tokens: list[int], positions: list[int], seqs: list[int], chunks: list[Chunk],
+                     side: Side) -> _Rows:
+        """``side``'s batch: the running rows (each wants logits), then every chunk's prompt tokens."""
+        batch = (list(tokens), list(positions), list(seqs), [True] * len(tokens))
+        for chunk in chunks:
+            for whole, part in zip(batch, chunk.rows(side)):
+                whole.extend(part)  # type: ignore[arg-type]
+        return batch
+
+    def _count_prefill(self, chunks: list[Chunk], beside_running: bool) -> None:
+        """Move each chunk's fill on, and count how the prompts were decoded."""
+        if not chunks:
+            return
+        if beside_running:
+            self._prefill.in_step += 1
+        else:
+            self._prefill.alone += 1
+        for chunk in chunks:
+            chunk.fill.steps += 1
+            for side in SIDES:
+                chunk.fill.done[side] = chunk.spans[side][1]
+            self._prefill.tokens += chunk.spans[BASE][1] - chunk.spans[BASE][0]
+            if chunk.last and chunk.fill.steps > 1:
+                self._prefill.chunked += 1
 
     def _decode_side(self, side: Side) -> None:
         """Decode this step's batch in ``side``'s context (a job of the pair decoder)."""
-        batch = self._batch
-        self.contexts[side].decode(batch.tokens, batch.positions[side], batch.seqs, batch.want)
+        self.contexts[side].decode(*self._batch[side])
 
     def _settle(self, tokens: list[int], positions: dict[Side, list[int]], seqs: list[int]) -> None:
         """Settle the decode plan (mode and threads) for this step's batch-size class: measured or
@@ -434,8 +493,13 @@ class Scheduler:
 
     def _reap_cancelled(self) -> None:
         """End every sequence of cancelled requests, waiting or live."""
-        for job in [j for j in self._waiting if j.handle.cancelled]:
-            self._waiting.remove(job)
+        unstarted = [j for j in self._waiting if j.handle.cancelled]
+        unstarted += [j for j in self._live if j.handle.cancelled and not j.prefilled]  # mid-prefill
+        for job in unstarted:
+            if job in self._waiting:
+                self._waiting.remove(job)  # it holds nothing yet
+            else:
+                self._release(job)
             for index in range(job.request.n):
                 seed = sample_seed(job.request.settings.seed, index, job.request.settings.prompt_key)
                 self._deliver(job, SampleFinished(Sample(index, seed, "", [], "", "cancelled"), job.prompt_cells))
@@ -467,14 +531,14 @@ class Scheduler:
             job.handle._done.set()
 
     def _release(self, job: _Job) -> None:
-        """Give back everything a job holds (after a failed start)."""
+        """Give back everything a job holds (after a failed start or prefill, or a cancel before its samples began)."""
         for slot in job.slots:
             if slot >= 0:
                 for side in SIDES:
                     self.contexts[side].truncate(slot, 0)
                 self._free_slots.append(slot)
         self._free_cells += job.reserved
-        job.reserved, job.slots = 0, []
+        job.reserved, job.slots, job.fill = 0, [], None
         if job in self._live:
             self._live.remove(job)
 
