@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 from typing import Any
 
@@ -11,6 +13,10 @@ from .errors import AUTH, ApiError
 
 PUBLIC_PATHS = ("/health",)
 API_PREFIXES = ("/v1", "/baco")  # what needs the key; the page's files (GET /, static) do not
+# A refused body is still read (and dropped), up to these bounds, before the 413 goes out: a socket
+# closed with unread bytes sends a TCP reset, and the client then loses the response it was sent.
+DRAIN_BYTES = 64 << 20
+DRAIN_SECONDS = 5.0
 
 
 def needs_key(path: str) -> bool:
@@ -62,7 +68,7 @@ class BodyLimitMiddleware:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, more=True)
             return
         chunks: list[bytes] = []
         size, more = 0, True
@@ -72,11 +78,11 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
+            more = message.get("more_body", False)
             if size > self.limit:
-                await self._refuse(scope, receive, send)
+                await self._refuse(scope, receive, send, more=more)
                 return
             chunks.append(chunk)
-            more = message.get("more_body", False)
         body: list[Any] = [b"".join(chunks)]
 
         async def replay() -> Message:
@@ -86,7 +92,25 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, *, more: bool) -> None:
+        """Drain the rest of the body (see DRAIN_BYTES), then answer 413 and close the connection."""
+        if more:
+            await _drain(receive)
         error = ApiError(413, f"the request body is over {self.limit} bytes (--max-body)", code="request_too_large",
                          headers={"Connection": "close"})
         await error.response()(scope, receive, send)
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop what is left of a request body, at most DRAIN_BYTES within DRAIN_SECONDS."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(_drop_body(receive), DRAIN_SECONDS)
+
+
+async def _drop_body(receive: Receive) -> None:
+    dropped = 0
+    while dropped <= DRAIN_BYTES:
+        message = await receive()
+        dropped += len(message.get("body", b""))
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            return
