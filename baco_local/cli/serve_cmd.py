@@ -30,7 +30,6 @@ DEFAULT_MAX_BODY = 1 << 20
     "max_tokens": "Default most tokens per sample, for requests that send no max_tokens.",
     "draft": "Not used by the server (it always decodes with the step loop, many sequences at once).",
     "no_draft": "Not used by the server (see --draft).",
-    "concurrency": "Not used by the server: its two models decode their batches one after the other.",
 })
 def serve_command(
     host: Annotated[str, typer.Option("--host", help="Address to listen on (a non-loopback one without "

@@ -237,10 +237,11 @@ class Concurrency:
             self._applied = (*contexts, on)
 
     def describe(self) -> dict:
-        """What is recorded in output settings and /stats (the mode never changes the tokens)."""
+        """What is recorded in output settings and /stats (the mode never changes the tokens; any
+        thread: it reads a copy of ``chosen``, which the engine thread may be adding to)."""
         return {"asked": self.mode, "threads": {"sequential": list(self.plan.sequential),
                                                 "concurrent": list(self.plan.concurrent)},
-                "chosen": {klass: dict(entry) for klass, entry in self.chosen.items()}}
+                "chosen": {klass: dict(entry) for klass, entry in dict(self.chosen).items()}}
 
     def record(self) -> dict:
         """What output records keep: the mode asked for, the thread plans and the mode that ran per batch
@@ -253,7 +254,7 @@ class Concurrency:
         """One line for /stats: the mode asked for, what ran per batch class, and the threads."""
         chosen = ", ".join(f"{klass} {e['mode']}" + (f" ({e['source']}: {e['concurrent_ms']:g} ms at once vs "
                                                      f"{e['sequential_ms']:g} ms in turn)" if "concurrent_ms" in e else "")
-                           for klass, e in self.chosen.items())
+                           for klass, e in dict(self.chosen).items())
         return (f"concurrency {self.mode}" + (f": {chosen}" if chosen else "") +
                 f" · threads base/aligned {self.plan.sequential[0]}/{self.plan.sequential[1]} in turn, "
                 f"{self.plan.concurrent[0]}/{self.plan.concurrent[1]} at once")

@@ -89,7 +89,9 @@ def create_app(config: ServeConfig, engine: EngineThread) -> FastAPI:
         return {"state": engine.state, "parallel": config.limits.parallel, "queue": config.limits.queue,
                 "live_sequences": scheduler.live_sequences if scheduler else 0, "waiting": engine.waiting,
                 "peak_live_sequences": engine.peak_live, "requests": engine.requests,
-                "completion_tokens": engine.completion_tokens}
+                "completion_tokens": engine.completion_tokens,
+                "concurrency": scheduler.concurrency_stats() if scheduler else None,
+                "prefill": scheduler.prefill_stats() if scheduler else None}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:

@@ -4,7 +4,8 @@ Per choice, ``baco.pieces`` is the text cut by the model that wrote it (``{"text
 side ``"base"`` or ``"aligned"``; the texts join to exactly the choice's content or delta);
 a finished choice also has ``base_share`` (= ``base_fraction``, the share of its tokens the base
 model wrote), ``sources`` (one ``A``/``B`` per token), its ``seed`` and baco's own ``finish``
-(``stop``, ``length``, ``context``, ``cancelled``).
+(``stop``, ``length``, ``context``, ``cancelled``). The top-level ``baco`` object echoes the
+request's settings, its sampling under the request fields' names (XTC, top-n-σ and DRY only when on).
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Any, Iterable, Literal, Sequence
 from ..engine.routers import BASE
 from ..engine.settings import GenerationSettings
 from ..engine.step import Sample, TokenEvent
+from .schemas import SAMPLER_FIELDS
 
 SIDE_NAMES = {"A": "aligned", "B": "base"}
 # baco's finish reasons as OpenAI's: a context that filled up, or a request cut short (the client
 # went away, the server is stopping), ended the text before it was complete, as a length limit does.
 FINISH_REASONS = {"stop": "stop", "length": "length", "context": "length", "cancelled": "length"}
 Kind = Literal["chat", "text"]
+FIELD_NAMES = {field: name for name, field in SAMPLER_FIELDS.items()}  # SamplingParams' -> the request's
 
 
 def finish_reason(reason: str) -> str:
@@ -78,7 +81,8 @@ class ResponseMaker:
     def settings_record(self) -> dict[str, Any]:
         s = self.settings
         return {"router": s.router.name, "gamma": s.gamma, "seed": s.seed, "max_tokens": s.max_tokens,
-                "sampling": s.sampling.as_dict(), "stop": list(s.stop)}
+                "sampling": {FIELD_NAMES.get(k, k): v for k, v in s.sampling.as_dict().items()},
+                "stop": list(s.stop)}
 
     # --- whole responses ---------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 Unknown fields are refused (``extra="forbid"``), so a client never believes a field took effect
 when it did not. Standard fields that baco cannot honour (``tools``, ``logprobs``,
 ``response_format`` …) are accepted only with their neutral value (what the client would get by
-leaving them out) and refused otherwise.
+leaving them out) and refused otherwise. llama.cpp's diversity samplers (XTC, top-n-σ, DRY) take
+llama-server's field names (:data:`SAMPLER_FIELDS`); their ranges are checked where gen's flags are
+(:class:`~baco_local.engine.sampling.SamplingParams`), by :mod:`.translate`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
     "store": (None, False), "metadata": (None, {}), "web_search_options": (None,),
     "echo": (None, False), "suffix": (None, ""), "best_of": (None, 1),
 }
+# Request fields that set a SamplingParams field: llama-server's JSON name -> the field's name.
+SAMPLER_FIELDS = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
+                  "xtc_probability": "xtc_probability", "xtc_threshold": "xtc_threshold",
+                  "top_n_sigma": "top_nsigma", "dry_multiplier": "dry_multiplier", "dry_base": "dry_base",
+                  "dry_allowed_length": "dry_allowed_length", "dry_penalty_last_n": "dry_penalty_last_n",
+                  "dry_sequence_breakers": "dry_sequence_breakers"}
 CHAT_UNSUPPORTED = ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call", "logprobs",
                     "top_logprobs", "logit_bias", "presence_penalty", "frequency_penalty", "response_format",
                     "modalities", "audio", "prediction", "reasoning_effort", "service_tier", "store", "metadata",
@@ -69,6 +77,14 @@ class Sampling(Strict):
     top_p: Optional[float] = Field(None, gt=0, le=1)
     top_k: Optional[int] = Field(None, ge=0)
     min_p: Optional[float] = Field(None, ge=0, le=1)
+    xtc_probability: Optional[float] = None
+    xtc_threshold: Optional[float] = None
+    top_n_sigma: Optional[float] = None
+    dry_multiplier: Optional[float] = None
+    dry_base: Optional[float] = None
+    dry_allowed_length: Optional[int] = None
+    dry_penalty_last_n: Optional[int] = None
+    dry_sequence_breakers: Optional[list[str]] = None  # [] for none
     seed: Optional[int] = Field(None, ge=-1, lt=1 << 62)
     stop: Union[str, list[str], None] = Field(None)
     router: Optional[str] = None

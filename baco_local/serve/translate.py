@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,7 +19,7 @@ from ..engine.settings import DraftPolicy, GenerationSettings
 from ..errors import UsageError
 from .config import RANDOM_SEED, ServeConfig
 from .errors import ApiError, bad_request
-from .schemas import ChatCompletionRequest, CompletionRequest, Sampling
+from .schemas import SAMPLER_FIELDS, ChatCompletionRequest, CompletionRequest, Sampling
 
 Body = TypeVar("Body", bound=Sampling)
 MAX_STOPS = 16
@@ -96,15 +98,28 @@ def _job(prompt: list[Message] | str, body: Sampling, config: ServeConfig) -> Jo
         router.check_gamma(gamma)
     except UsageError as exc:
         raise bad_request(str(exc).replace("--gamma", "gamma"), "gamma", "invalid_value") from None
-    base = defaults.sampling
-    sampling = SamplingParams(
-        temperature=base.temperature if body.temperature is None else body.temperature,
-        top_k=base.top_k if body.top_k is None else body.top_k,
-        top_p=base.top_p if body.top_p is None else body.top_p,
-        min_p=base.min_p if body.min_p is None else body.min_p)
+    sampling = sampling_params(body, defaults.sampling)
     seed = defaults.seed if body.seed is None else body.seed
     if seed == RANDOM_SEED:
         seed = secrets.randbelow(1 << 32)
     settings = GenerationSettings(router, gamma, sampling, max_tokens, stops, seed, DraftPolicy(enabled=False))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return Job(Request(prompt, settings, body.n), body.stream, include_usage)
+
+
+def sampling_params(body: Sampling, defaults: SamplingParams) -> SamplingParams:
+    """The server's sampling defaults with the request's sampler fields in their place; 400 naming
+    the field for a value gen's flag would refuse (each checked alone: llama.cpp's defaults are valid)."""
+    given = {}
+    for name, field in SAMPLER_FIELDS.items():
+        value = getattr(body, name)
+        if value is None:
+            continue
+        value = tuple(value) if isinstance(value, list) else value
+        try:
+            SamplingParams(**{field: value})
+        except UsageError as exc:
+            message = re.sub(r"^--[\w-]+", name, str(exc))  # the flag's name -> the field's
+            raise bad_request(message, name, "invalid_value") from None
+        given[field] = value
+    return dataclasses.replace(defaults, **given)
