@@ -23,6 +23,7 @@ from .schemas import SAMPLER_FIELDS, ChatCompletionRequest, CompletionRequest, S
 
 Body = TypeVar("Body", bound=Sampling)
 MAX_STOPS = 16
+CLI_WORDING = {"'none' clears the list": "[] for none"}  # hints of gen's messages, as a request says it
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,8 @@ def sampling_params(body: Sampling, defaults: SamplingParams) -> SamplingParams:
             SamplingParams(**{field: value})
         except UsageError as exc:
             message = re.sub(r"^--[\w-]+", name, str(exc))  # the flag's name -> the field's
+            for cli, api in CLI_WORDING.items():
+                message = message.replace(cli, api)
             raise bad_request(message, name, "invalid_value") from None
         given[field] = value
     return dataclasses.replace(defaults, **given)
