@@ -101,6 +101,9 @@ def test_the_command_line_samplers_are_the_defaults(servers) -> None:
     sampling = chat(at_once, seed=1)["baco"]["sampling"]
     assert sampling["xtc_probability"] == 0.25 and sampling["xtc_threshold"] == 0.1  # --xtc-probability 0.25
     assert "xtc_probability" not in chat(at_once, seed=1, xtc_probability=0)["baco"]["sampling"]  # the request's own
+    defaults = httpx.get(at_once.url + "/baco/routers").json()["defaults"]  # and what /baco/routers lists
+    assert defaults["xtc_probability"] == 0.25 and defaults["top_n_sigma"] == -1.0 and defaults["dry_multiplier"] == 0
+    assert defaults["dry_sequence_breakers"] == ["\n", ":", "\"", "*"] and defaults["top_k"] == 40
 
 
 def test_concurrency_on_gives_the_tokens_of_off(servers) -> None:

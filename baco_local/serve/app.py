@@ -27,6 +27,7 @@ from ..engine.scheduler import Event, RequestFailed, SampleFinished
 from ..engine.step import Sample, TokenEvent
 from .bridge import FAILED, LOADING, EngineThread, Submission
 from .config import ServeConfig
+from .schemas import SAMPLER_FIELDS
 from .errors import NOT_FOUND, SERVER, ApiError, bad_request, error_body, unavailable
 from .middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from .responses import Kind, ResponseMaker
@@ -128,8 +129,8 @@ def routers_body(config: ServeConfig) -> dict[str, Any]:
         listing.append({"name": router.name, "description": router.summary, "gamma": gamma})
     router = get_router(defaults.router)
     return {"routers": listing, "defaults": {
-        "router": router.name, "gamma": defaults.gamma_for(router), "temperature": defaults.sampling.temperature,
-        "top_k": defaults.sampling.top_k, "top_p": defaults.sampling.top_p, "min_p": defaults.sampling.min_p,
+        "router": router.name, "gamma": defaults.gamma_for(router),
+        **{name: getattr(defaults.sampling, field) for name, field in SAMPLER_FIELDS.items()},
         "max_tokens": defaults.max_tokens, "n": 1},
         "limits": {"n": config.limits.max_n, "max_tokens": config.limits.max_tokens}}
 
