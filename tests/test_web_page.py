@@ -240,15 +240,17 @@ def test_three_answers_side_by_side_with_shares_and_diversity(browser, server, t
         Path(os.environ["BACO_WEB_SCREENSHOT"]).write_bytes(shot.read_bytes())
 
 
-def test_narrow_window_stacks_the_answers(browser, server) -> None:
+def test_narrow_window_stacks_the_answers(browser, server, tmp_path) -> None:
     browser.set_window_size(480, 900)
     try:
         open_page(browser, server)
-        settings(browser, "p", 0.5, n=2, max_tokens=8, seed=1)
+        by_id(browser, "cvd").click()
+        settings(browser, "p", 0.5, n=2, max_tokens=24, seed=1)
         send(browser, "Hi")
         columns = wait_done(browser, 1)
         assert columns[0].location["x"] == columns[1].location["x"] < columns[1].location["y"]
         assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        browser.save_screenshot(str(tmp_path / "web-page-narrow.png"))
     finally:
         browser.set_window_size(1280, 860)
 

@@ -211,17 +211,28 @@ function turnElement(text, n) {
   return node;
 }
 
-// Add a delta's pieces to an answer: each piece a span of its side's colour (neighbours merged).
+// Add a delta's pieces to an answer: the words of each piece in a span of its side's colour
+// (neighbours of one side merged); a piece's leading spaces stay plain, so highlights start at words.
 function appendPieces(textNode, pieces) {
   for (const piece of pieces) {
-    const last = textNode.lastElementChild;
-    if (last && last.dataset.side === piece.side) {
-      last.textContent += piece.text;
-    } else {
-      const span = element("span", "tok " + piece.side, piece.text);
-      span.dataset.side = piece.side;
-      textNode.append(span);
-    }
+    const [, space, words] = piece.text.match(/^(\s*)([\s\S]*)$/);
+    if (space) appendRun(textNode, space, null);
+    if (words) appendRun(textNode, words, piece.side);
+  }
+}
+
+function appendRun(textNode, text, side) {
+  const last = textNode.lastChild;
+  if (side === null && last && last.nodeType === Node.TEXT_NODE) {
+    last.data += text;
+  } else if (side === null) {
+    textNode.append(text);
+  } else if (last && last.nodeType === Node.ELEMENT_NODE && last.dataset.side === side) {
+    last.textContent += text;
+  } else {
+    const span = element("span", "tok " + side, text);
+    span.dataset.side = side;
+    textNode.append(span);
   }
 }
 
