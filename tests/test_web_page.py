@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_process import ServerProcess
+from serve_process import serving
 
 from baco_local.metrics.lexical import distinct_n
 
@@ -39,15 +39,10 @@ WAIT = 30  # seconds any one thing may take to show up
 @pytest.fixture(scope="module")
 def server(tiny_pair, tmp_path_factory):
     base, aligned = tiny_pair
-    process = ServerProcess(["--base", str(base), "--aligned", str(aligned), "-c", "8192", "-t", "1",
-                             "--parallel", "4", "--max-n", "4", "--max-tokens-limit", str(MAX_TOKENS_LIMIT),
-                             "--max-tokens", "48", "--api-key", KEY, "-q"],
-                            log_dir=tmp_path_factory.mktemp("serve"))
-    try:
-        process.wait_ready()
+    args = ["--base", str(base), "--aligned", str(aligned), "-c", "8192", "-t", "1", "--parallel", "4",
+            "--max-n", "4", "--max-tokens-limit", str(MAX_TOKENS_LIMIT), "--max-tokens", "48", "--api-key", KEY, "-q"]
+    with serving(args, tmp_path_factory.mktemp("serve")) as process:
         yield process
-    finally:
-        assert process.stop() == 0, process.log.read_text()
 
 
 @pytest.fixture(scope="module")
