@@ -277,3 +277,18 @@ def test_stop_ends_a_long_reply(browser, server, how) -> None:
         time.sleep(0.05)
     assert live_sequences(server) == 0
     assert answer_text(column) == text and len(text) < MAX_TOKENS_LIMIT  # it did not go on
+
+
+def test_a_refused_request_is_shown_and_the_message_kept(browser, server) -> None:
+    open_page(browser, server)
+    settings(browser, "p", 0.5, n=1, max_tokens=MAX_TOKENS_LIMIT + 1, seed=1)  # past the input's max
+    send(browser, "Too long")
+    error = by_id(browser, "error")
+    wait_for(browser, error.is_displayed)
+    assert error.text.startswith("The server refused the request (400): ") and "max_tokens" in error.text
+    assert by_id(browser, "message").get_attribute("value") == "Too long"
+    assert browser.find_elements(By.CSS_SELECTOR, ".turn") == [] and by_id(browser, "send").is_enabled()
+    set_value(browser, "max-tokens", 4)
+    by_id(browser, "send").click()
+    wait_done(browser, 1)
+    assert not error.is_displayed()
