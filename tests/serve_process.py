@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 
@@ -68,3 +70,14 @@ class ServerProcess:
         if self.process.stdout is not None:
             self.process.stdout.close()
         return self.process.returncode
+
+
+@contextmanager
+def serving(args: list[str], log_dir: Path) -> Iterator[ServerProcess]:
+    """A ready ``baco serve ARGS`` for the block (a module fixture's body); it must exit with 0 after."""
+    process = ServerProcess(args, log_dir=log_dir)
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        assert process.stop() == 0, process.log.read_text()

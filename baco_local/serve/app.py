@@ -1,4 +1,5 @@
-"""The ASGI app: FastAPI routes for the OpenAI endpoints, ``/health`` and baco's own ``/baco/*``.
+"""The ASGI app: FastAPI routes for the OpenAI endpoints, ``/health``, baco's own ``/baco/*``, and
+the web page (``GET /`` and its files under ``/static``; see :mod:`.page`).
 
 Bodies are read as bytes and validated by the Pydantic models of :mod:`.schemas` (whatever the
 Content-Type, as llama-server), so every bad request gets a 400 in OpenAI's error shape. Errors of
@@ -30,6 +31,7 @@ from .config import ServeConfig
 from .schemas import SAMPLER_FIELDS
 from .errors import NOT_FOUND, SERVER, ApiError, bad_request, error_body, unavailable
 from .middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from .page import add_page
 from .responses import Kind, ResponseMaker
 from .schemas import ChatCompletionRequest, CompletionRequest
 from .translate import Job, chat_job, completion_job, parse_body
@@ -61,6 +63,7 @@ def create_app(config: ServeConfig, engine: EngineThread) -> FastAPI:
                   openapi_url=None)
     _add_error_handlers(app)
     app.state.config, app.state.engine = config, engine
+    add_page(app)
 
     @app.get("/health")
     async def health() -> Response:
