@@ -10,6 +10,7 @@ the README's screenshot; every run saves one under pytest's tmp folder (printed 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -270,7 +271,8 @@ def test_stop_ends_a_long_reply(browser, server, how) -> None:
     wait_done(browser, 1)
     assert browser.find_element(By.CSS_SELECTOR, ".turn").get_attribute("data-outcome") == "stopped"
     assert by_id(browser, "status").text == "stopped" and by_id(browser, "send").is_enabled()
-    assert "stopped" in column.find_element(By.CSS_SELECTOR, ".share").text
+    share = column.find_element(By.CSS_SELECTOR, ".share").text
+    assert "stopped" in share and re.search(r"\d+\.\d% of the text so far, by characters", share), share
     text = answer_text(column)
     deadline = time.monotonic() + 10
     while live_sequences(server) and time.monotonic() < deadline:  # the server cancelled it

@@ -319,10 +319,21 @@ async function readStream(response, turn) {
   return "done";
 }
 
+// A stopped answer has no final chunk (whose sources count tokens): its base share by characters so far.
+function partialShare(column) {
+  let base = 0, written = 0;
+  column.querySelectorAll(".text .tok").forEach((span) => {
+    written += span.textContent.length;
+    if (span.dataset.side === "base") base += span.textContent.length;
+  });
+  if (!written) return "base share: n/a (stopped before any text)";
+  return `base share: ${(100 * base / written).toFixed(1)}% of the text so far, by characters (stopped)`;
+}
+
 function finishTurn(turn, outcome) {
   const node = turn.element;
   node.querySelectorAll(".answer").forEach((column, i) => {
-    if (turn.shares[i] === undefined) column.querySelector(".share").textContent = "base share: n/a (stopped)";
+    if (turn.shares[i] === undefined) column.querySelector(".share").textContent = partialShare(column);
   });
   const parts = [];
   if (turn.settings) {
