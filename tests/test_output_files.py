@@ -133,7 +133,7 @@ def test_a_failed_write_keeps_the_records_before_it_and_the_rerun_resumes(tiny_p
     assert again.returncode == 0 and "resuming: 2 of 3" in again.stderr
     if mode:  # one prompt at a time: byte for byte
         assert out.read_bytes() == complete
-    else:  # the last prompt ran alone (P=1): the same records, but for how they were batched
+    else:  # the same P, but the last prompt ran alone in it: the same records, but for how they were batched
         assert without_run_shape(out) == without_run_shape(full)
 
 

@@ -95,7 +95,7 @@ def gen_command(
                                  {**record_settings, "parallel": ray_parallel}), todo, writer)
             return
         if parallel is None:
-            parallel = default_parallel(resolved, run, n, len(todo))
+            parallel = default_parallel(resolved, run, n, len(items))  # the same P when a rerun resumes
         record_settings = {**record_settings, "parallel": parallel}  # how many ran together: not compared on resume
         if parallel > 1:
             _generate_parallel(resolved, run, settings, todo, n, parallel, system, writer, record_settings)
