@@ -6,8 +6,9 @@
 
 Rows (tokens/s over every prompt's samples, p-punc γ=0.3, the same sampler and seeds):
 llama-cpp-python alone with the aligned model (the anchor); baco one prompt at a time with the
-step loop (``--parallel 1 --no-draft``); baco one prompt at a time with its default
-(draft-and-verify where it applies); the Scheduler with ``--parallel`` sequences. Next to them the
+step loop (``--parallel 1 --no-draft``); baco one prompt at a time with its draft policy
+(``--parallel 1``: draft-and-verify for ``-n 1``, the step loop over the samples otherwise); the
+Scheduler with ``--parallel`` sequences (what ``baco gen`` runs by default for several prompts, at 8). Next to them the
 batching limit (eight single-token decodes / one eight-token decode) and the Scheduler's speed-up
 over the step loop as a share of that limit (issue 10's target: at least 85%).
 """
@@ -29,6 +30,7 @@ from standin import bench_pair  # noqa: E402
 
 from baco_local import Engine, GenerationSettings, Message, ModelPair, PairSpec, get_router  # noqa: E402
 from baco_local.engine.scheduler import Request, SampleFinished, Scheduler  # noqa: E402
+from baco_local.cli.gen_parallel import DEFAULT_PARALLEL  # noqa: E402
 from baco_local.engine.settings import DraftPolicy  # noqa: E402
 
 TOPICS = ["a lighthouse keeper", "a city in the year 3000", "a birthday party", "the sea at night",
@@ -104,9 +106,13 @@ def main() -> None:
     scheduler = Scheduler(pair, parallel=args.parallel, ctx_size=ctx,
                           n_cells=ctx + (args.parallel - 1) * args.tokens, threads=t)
     llm = llama_cpp.Llama(str(aligned), n_ctx=ctx, n_threads=t, n_threads_batch=t, verbose=False)
-    rows: dict[str, list[Timing]] = {"llama-cpp-python aligned alone": [], "baco step loop, one prompt at a time": [],
-                                     "baco default (draft-and-verify), one prompt at a time": [],
-                                     f"baco scheduler --parallel {args.parallel}": []}
+    anchor_row, step_row = "llama-cpp-python aligned alone", "baco step loop, --parallel 1 --no-draft"
+    drafted = "draft-and-verify" if DraftPolicy().applies_to(n) else "step loop over the samples"
+    draft_row = f"baco {drafted}, --parallel 1"
+    default_p = max(n, min(DEFAULT_PARALLEL, n * args.prompts))  # what baco gen picks (before the memory cap)
+    scheduler_row = f"baco scheduler, --parallel {args.parallel}" + (
+        " (default)" if args.parallel == default_p > 1 else "")
+    rows: dict[str, list[Timing]] = {anchor_row: [], step_row: [], draft_row: [], scheduler_row: []}
     for _ in range(args.rounds):
         timings = (anchor(llm, texts, n, args.tokens),
                    one_at_a_time(engine, texts, n, args.tokens, DraftPolicy(enabled=False)),
@@ -116,12 +122,11 @@ def main() -> None:
             row.append(timing)
     limit = batching_limit(pair, t)
     medians = {name: median_timing(timings) for name, timings in rows.items()}
-    anchor_rate = medians["llama-cpp-python aligned alone"].rate
-    step_rate = medians["baco step loop, one prompt at a time"].rate
+    anchor_rate, step_rate = medians[anchor_row].rate, medians[step_row].rate
     print(f"{args.prompts} prompts x {n} samples, {args.tokens} tokens max, {t} threads, {args.rounds} rounds")
     for name, timing in medians.items():
         print(f"{name:55s} {timing.rate:8.1f} tok/s  {timing.rate / anchor_rate:5.2f}x anchor")
-    speedup = medians[f"baco scheduler --parallel {args.parallel}"].rate / step_rate
+    speedup = medians[scheduler_row].rate / step_rate
     print(f"batching limit (8 single decodes / one 8-token decode): {limit:.2f}x")
     print(f"scheduler over the step loop: {speedup:.2f}x = {100 * speedup / limit:.0f}% of the limit (target 85%)")
     prefill = scheduler.prefill_stats()

@@ -133,7 +133,7 @@ def test_help_panels_come_in_order(command: str) -> None:
 
 def test_help_says_only_what_applies() -> None:
     chat, sweep, gen = help_text("chat"), help_text("sweep"), help_text("gen")
-    assert "when -n is 1" in gen and "when -n is 1" not in chat and "when -n is 1" not in sweep
+    assert "for a lone sequence" in gen and "lone sequence" not in chat and "lone sequence" not in sweep
     assert "reply k of the chat uses seed + k" in chat
     assert "llama.cpp's -n is --max-tokens here" in gen
     assert "distinct-1" in help_text("eval") and "distinct-1" not in sweep  # the metric list is in one place

@@ -64,7 +64,7 @@ def test_per_layer_kv_heads_are_summed() -> None:
 def test_fit_check_refuses_with_a_clear_message_unless_overridden() -> None:
     estimate = MemoryEstimate((ModelMemory(Path("b.gguf"), 3 * GIB, GIB, 0),
                                ModelMemory(Path("a.gguf"), 3 * GIB, GIB, 0)), 4096, 4)
-    with pytest.raises(MemoryBudgetError, match=r"about 8.00 GiB \(4096 KV cells each, 4 samples\) but only 6.00 GiB"):
+    with pytest.raises(MemoryBudgetError, match=r"about 8.00 GiB \(4096 KV cells each, 4 sequences\) but only 6.00 GiB"):
         check_memory_fits(estimate, available=6 * GIB)
     check_memory_fits(estimate, override=True, available=6 * GIB)
     check_memory_fits(estimate, available=9 * GIB)
@@ -73,7 +73,7 @@ def test_fit_check_refuses_with_a_clear_message_unless_overridden() -> None:
 def test_report_lines() -> None:
     estimate = MemoryEstimate((ModelMemory(Path("/m/b.gguf"), GIB, 10 * MIB, 5 * MIB),), 2048, 1)
     assert estimate.lines() == ["b.gguf: weights 1.00 GiB, KV cache 10 MiB, compute 5 MiB",
-                                "memory estimate: 1.01 GiB for 1 model, 2048 KV cells each, 1 sample"]
+                                "memory estimate: 1.01 GiB for 1 model, 2048 KV cells each, 1 sequence"]
 
 
 def test_estimate_is_within_20_percent_of_llama_cpp_on_a_tiny_model(tmp_path: Path) -> None:

@@ -183,7 +183,7 @@ def test_info_on_a_file(user_registry: Path, pair_files: tuple[Path, Path]) -> N
     out = result.stdout
     for words in ("architecture", "llama", "parameters", "quantisation", "F32", "vocabulary",
                   "context length", "2048", "chat template", "yes", "end of generation", "</s> (2)",
-                  "memory estimate", "1 model", "2 samples", "available memory"):
+                  "memory estimate", "1 model", "2 sequences", "available memory"):
         assert words in out, words
     assert "KV cells each" in out
 

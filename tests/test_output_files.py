@@ -101,12 +101,21 @@ def test_a_full_disk_is_one_error_line(tiny_pair, prompts: Path) -> None:
     assert "running the same command again resumes" in result.stderr
 
 
+def without_run_shape(path: Path) -> list[dict]:
+    """The records, sorted by id, without how the run was batched (``parallel``, ``concurrency``)."""
+    drop = ("parallel", "concurrency")
+    return sorted(({**r, "settings": {k: v for k, v in r["settings"].items() if k not in drop}}
+                   for r in read_records(path)), key=lambda r: r["id"])
+
+
+@pytest.mark.parametrize("mode", [["--parallel", "1"], []], ids=["one-at-a-time", "scheduler-default"])
 def test_a_failed_write_keeps_the_records_before_it_and_the_rerun_resumes(tiny_pair, prompts: Path,
-                                                                         tmp_path: Path) -> None:
+                                                                         tmp_path: Path, mode: list[str]) -> None:
     """A file-size limit makes the kernel write part of the third line and then fail, as a disk
-    that fills up does: the part is cut back, and the rerun finishes the file."""
+    that fills up does: the part is cut back, the run ends with one error line (also under the
+    scheduler, where the write happens inside a step), and the rerun finishes the file."""
     full = tmp_path / "full.jsonl"
-    assert gen(tiny_pair, prompts, "-o", str(full)).returncode == 0
+    assert gen(tiny_pair, prompts, "-o", str(full), *mode).returncode == 0
     complete = full.read_bytes()
     lines = complete.splitlines(keepends=True)
     limit = len(lines[0]) + len(lines[1]) + len(lines[2]) // 2
@@ -116,13 +125,16 @@ def test_a_failed_write_keeps_the_records_before_it_and_the_rerun_resumes(tiny_p
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     result = subprocess.run([sys.executable, "-m", "baco_local", "gen", "-f", str(prompts), *model_args(tiny_pair),
-                             "--max-tokens", "6", "-o", str(out)], capture_output=True, text=True, timeout=120,
-                            preexec_fn=limited)
+                             "--max-tokens", "6", "-o", str(out), *mode], capture_output=True, text=True,
+                            timeout=120, preexec_fn=limited)
     assert_one_error(result, "cannot write")
     assert out.read_bytes() == lines[0] + lines[1]  # whole records only
-    again = gen(tiny_pair, prompts, "-o", str(out))
+    again = gen(tiny_pair, prompts, "-o", str(out), *mode)
     assert again.returncode == 0 and "resuming: 2 of 3" in again.stderr
-    assert out.read_bytes() == complete
+    if mode:  # one prompt at a time: byte for byte
+        assert out.read_bytes() == complete
+    else:  # the same P, but the last prompt ran alone in it: the same records, but for how they were batched
+        assert without_run_shape(out) == without_run_shape(full)
 
 
 def test_a_refused_run_leaves_no_output_file(prompts: Path, tmp_path: Path) -> None:

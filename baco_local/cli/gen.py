@@ -23,7 +23,7 @@ from ..runs.records import GEN_HINT, ExistingOutput, check_resumable, prompt_rec
 from ..runs.run_lock import RunLock
 from . import options as opt
 from .console import note, show_progress, stderr
-from .gen_parallel import Rate, check_parallel, open_scheduler, run_parallel
+from .gen_parallel import Rate, check_parallel, default_parallel, open_scheduler, run_parallel
 from .gen_ray import RayJob, generate_on_ray
 from ..runs.ray_gen import PoolShape
 from .setup import open_engine, option_text, prepare_run, resolve_run, settings_record, settle_seed
@@ -45,7 +45,10 @@ def gen_command(
                                                  rich_help_panel=opt.PROMPTS)] = None,
     parallel: Annotated[Optional[int], typer.Option("--parallel", "-np", help="Decode up to P sequences of "
                                                     "different prompts together (continuous batching); "
-                                                    "records come out as prompts finish.")] = None,
+                                                    "records come out as prompts finish. 1: one prompt at "
+                                                    "a time. Default: 8, capped by the memory check, at least "
+                                                    "-n; 1 for a lone prompt with -n 1 or with --draft K.",
+                                                    show_default=False)] = None,
     ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Run on a Ray cluster (Ray Data): "
                                                "auto (the running one), local (start one here), ray://HOST:PORT "
                                                "or HOST:PORT; records are appended here as they arrive.",
@@ -67,6 +70,9 @@ def gen_command(
     check_sequences(n)
     if parallel is not None:
         check_parallel(n, parallel)
+        if parallel > 1 and run.draft is not None:
+            raise UsageError("--draft K drafts one prompt at a time and --parallel above 1 runs the step loop: "
+                             "give one of them")
     plan, settings = prepare_run(run)
     system = option_text(run, system, "--system")
     items = select_shard(_prompts(prompt_file, prompt), shard)
@@ -83,11 +89,15 @@ def gen_command(
         if not todo:
             return
         if ray is not None:
+            ray_parallel = max(n, parallel or n)
             _generate_ray(ray, PoolShape(ray_actors, ray_cpus, ray_gpus, ray_batch_size),
-                          RayJob(resolved, run, settings, n, check_parallel(n, parallel or n), system, record_settings),
-                          todo, writer)
+                          RayJob(resolved, run, settings, n, ray_parallel, system,
+                                 {**record_settings, "parallel": ray_parallel}), todo, writer)
             return
-        if parallel is not None:
+        if parallel is None:
+            parallel = default_parallel(resolved, run, n, len(items))  # the same P when a rerun resumes
+        record_settings = {**record_settings, "parallel": parallel}  # how many ran together: not compared on resume
+        if parallel > 1:
             _generate_parallel(resolved, run, settings, todo, n, parallel, system, writer, record_settings)
             return
         engine = open_engine(resolved, run, n_seq=n)

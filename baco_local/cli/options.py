@@ -102,8 +102,8 @@ StopOpt = Annotated[Optional[list[str]], typer.Option("--stop", help="Stop strin
                                                       rich_help_panel=SAMPLING)]
 
 DraftOpt = Annotated[Optional[int], typer.Option(
-    "--draft", help="Fixed draft length K for draft-and-verify (default: adaptive 1..16 when -n is 1, "
-    "else the step loop).", rich_help_panel=RUNTIME)]
+    "--draft", help="Fixed draft length K for draft-and-verify, one prompt at a time (default: adaptive "
+    "1..16 for a lone sequence, else the step loop).", rich_help_panel=RUNTIME)]
 NoDraftOpt = Annotated[bool, typer.Option(
     "--no-draft", help="Use the plain step-by-step loop (same output, slower).", rich_help_panel=RUNTIME)]
 IgnoreMemoryOpt = Annotated[bool, typer.Option(

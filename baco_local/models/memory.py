@@ -89,7 +89,7 @@ class MemoryEstimate:
                f"compute {_gib(m.compute)}" for m in self.models]
         out.append(f"memory estimate: {_gib(self.total)} for {len(self.models)} model"
                    f"{'s' if len(self.models) != 1 else ''}, {self.n_ctx} KV cells each, {self.n_seq} "
-                   f"sample{'s' if self.n_seq != 1 else ''}")
+                   f"sequence{'s' if self.n_seq != 1 else ''}")
         return out
 
 
@@ -170,8 +170,24 @@ def check_memory_fits(estimate: MemoryEstimate, override: bool = False, availabl
         return
     raise MemoryBudgetError(
         f"the models need about {_gib(estimate.total)} ({estimate.n_ctx} KV cells each, {estimate.n_seq} "
-        f"samples) but only {_gib(free)} is available; use a smaller context, fewer samples or a smaller "
-        "pair, or pass --ignore-memory to start anyway")
+        f"sequences) but only {_gib(free)} is available; use a smaller context, fewer samples or parallel "
+        "sequences, or a smaller pair, or pass --ignore-memory to start anyway")
+
+
+def largest_fitting(base_path: str | Path, aligned_path: str | Path, ctx_size: int, max_tokens: int,
+                    low: int, high: int, available: int | None = None) -> int:
+    """The most parallel sequences in ``low..high`` whose estimate (:func:`kv_cells` of them) fits in
+    ``available`` bytes (default: :func:`available_memory`); ``low`` when none does, so that the
+    run's own check refuses it with the usual message."""
+    free = available if available is not None else available_memory()
+    if free is None:
+        return high
+    shapes = [(shape_of(read_gguf(p)), Path(p)) for p in (base_path, aligned_path)]
+    for n_seq in range(high, low, -1):
+        cells = kv_cells(ctx_size, n_seq, max_tokens)
+        if sum(estimate_shape(shape, path, cells, n_seq).total for shape, path in shapes) <= free:
+            return n_seq
+    return low
 
 
 def _pad(value: int, multiple: int) -> int:
