@@ -366,7 +366,7 @@ def test_bad_threads_are_one_line(tiny_pair, tmp_path, value, extra, fragment):
 
 
 @pytest.mark.parametrize("kind, message", [("raise", "injected failure in"), ("position", "decode failed")])
-@pytest.mark.parametrize("parallel", [[], ["--parallel", "2"]])
+@pytest.mark.parametrize("parallel", [["--parallel", "1"], ["--parallel", "2"]])  # the engine, the scheduler
 def test_a_failing_decode_in_a_concurrent_step_is_one_error_and_a_clean_exit(tiny_pair, tmp_path, kind, message,
                                                                             parallel):
     """The base model's decode (on the worker thread) fails mid-run: one Error: line, exit code 2,
