@@ -136,6 +136,10 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=1024)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    try:
+        import llama_cpp.server.app  # noqa: F401  (the anchor's server and its own extras)
+    except ImportError as error:
+        parser.error(f"llama-cpp-python's server cannot start ({error}): pip install -e '.[bench]'")
     base, aligned = bench_pair(parser, args)
     t, logs = str(args.threads), Path(tempfile.mkdtemp(prefix="baco-bench-serve-"))
     baco_port, llama_port = free_port(), free_port()

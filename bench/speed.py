@@ -105,8 +105,9 @@ def baco_run(engine: Engine, router: str, draft: DraftPolicy, max_tokens: int, n
     return timing
 
 
-def batching_limit(pair: ModelPair, threads: int, repeats: int = 15) -> float:
-    """Time of eight single-token decodes / time of one eight-token decode (aligned model)."""
+def batching_limit(pair: ModelPair, threads: int, repeats: int = 15, group: int = 1) -> float:
+    """Time of eight single-token decodes / time of one eight-token decode (aligned model); with
+    ``group`` g, of 8/g decodes of g tokens each (what one batch of 8 adds over batches of g)."""
     context = SequenceContext(pair.aligned, ContextShape(n_cells=1024, n_seq=8, n_batch=512, n_threads=threads))
     prompt = pair.aligned.tokenize("The quick brown fox jumps over the lazy dog.", add_bos=True, special=False)
     context.prefill(prompt)
@@ -116,9 +117,10 @@ def batching_limit(pair: ModelPair, threads: int, repeats: int = 15) -> float:
     singles, batched = [], []
     for _ in range(repeats):
         started = time.perf_counter()
-        for seq in range(8):
-            context.decode([token], [position], [seq], [True])
-            context.logits(0)[0]  # read the result, as the loop does
+        for first in range(0, 8, group):
+            seqs = list(range(first, first + group))
+            context.decode([token] * group, [position] * group, seqs, [True] * group)
+            context.logits(group - 1)[0]  # read the result, as the loop does
         singles.append(time.perf_counter() - started)
         for seq in range(8):
             context.truncate(seq, position)

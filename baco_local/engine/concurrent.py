@@ -30,7 +30,8 @@ from .backend import SequenceContext, llama_build
 
 Mode = Literal["auto", "on", "off"]
 MODES: tuple[str, ...] = ("auto", "on", "off")
-CALIBRATION_ROUNDS = 5  # timed pairs of decodes per mode (after one warm-up each)
+CALIBRATION_BLOCKS = 2  # runs of each mode, in turn: off, on, off, on
+CALIBRATION_ROUNDS = 4  # timed pairs of decodes per run (after one warm-up decode)
 
 
 @dataclass(frozen=True)
@@ -118,21 +119,26 @@ def set_threads(contexts: tuple[SequenceContext, SequenceContext], threads: tupl
 
 def measure(decoder: PairDecoder, contexts: tuple[SequenceContext, SequenceContext], plan: ThreadPlan,
             batches: tuple[Callable[[SequenceContext], None], Callable[[SequenceContext], None]],
-            rounds: int = CALIBRATION_ROUNDS) -> dict[str, float]:
+            rounds: int = CALIBRATION_ROUNDS, blocks: int = CALIBRATION_BLOCKS) -> dict[str, float]:
     """Median milliseconds of one step's pair of decodes in each mode.
 
-    ``batches[i](context)`` decodes one throw-away batch in context i and removes it again.
+    Each mode runs in blocks of ``rounds`` steps (after a warm-up step), the blocks in turn: a
+    steady run, as generation has. Switching mode at every step, as this once did, measured the
+    concurrent mode right after all-thread decodes and picked "off" where "on" was 1.3x faster
+    (bench/concurrency.py, one sequence, 2 cores). ``batches[i](context)`` decodes one throw-away
+    batch in context i and removes it again.
     """
     base, aligned = contexts
     times: dict[str, list[float]] = {"off": [], "on": []}
-    for index in range(rounds + 1):
+    for _block in range(blocks):
         for mode in ("off", "on"):
             decoder.concurrent = mode == "on"
             set_threads(contexts, plan.concurrent if decoder.concurrent else plan.sequential)
-            started = time.perf_counter()
-            decoder.run(lambda: batches[0](base), lambda: batches[1](aligned))
-            if index:  # the first round warms up both modes
-                times[mode].append((time.perf_counter() - started) * 1000)
+            for index in range(rounds + 1):
+                started = time.perf_counter()
+                decoder.run(lambda: batches[0](base), lambda: batches[1](aligned))
+                if index:  # the first step after a switch warms the mode up
+                    times[mode].append((time.perf_counter() - started) * 1000)
     return {mode: statistics.median(values) for mode, values in times.items()}
 
 
