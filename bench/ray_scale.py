@@ -8,7 +8,7 @@ seed and samples; the Ray ones join one local Ray instance that this script star
 dashboard, small object store) and stops, so Ray's start-up is not in their time, but each
 driver's connection and each actor's model load are. Wall time is the whole command; tokens/s is
 the tokens of the records over that time. The records of every run are compared with the local
-run's (sorted lines; identical when `-np` is `-n`, as here). The stand-in aligned side is the
+run's (sorted, without each record's decode plan; identical when `-np` is `-n`, as here). The stand-in aligned side is the
 base with logits x3, NOT an aligned model: the figures are about speed, not quality.
 """
 
@@ -26,21 +26,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from standin import gemma_base_path, write_standin  # noqa: E402
 
+from baco_local.runs.records import comparable_record  # noqa: E402
+
 PROMPTS = ["Write a short story about a lighthouse keeper.", "Describe a city in the year 3000.",
            "Give me three ideas for a birthday party.", "Explain why the sky is blue."]
 
 
 def run_gen(args: list[str], out: Path) -> tuple[float, int, list[str]]:
-    """Wall seconds, tokens written and the sorted record lines of one ``baco gen`` process."""
+    """Wall seconds, tokens written and the sorted records of one ``baco gen`` process (each without
+    its decode plan: an actor's thread plan differs from the local run's, as resume allows)."""
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "baco_local", "gen", *args, "-q", "-o", str(out)],
                             capture_output=True, text=True)
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"baco gen {' '.join(args)} failed:\n{result.stderr}")
-    lines = sorted(out.read_text(encoding="utf-8").splitlines())
-    tokens = sum(s["tokens"] for line in lines for s in json.loads(line)["samples"])
-    return wall, tokens, lines
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    tokens = sum(s["tokens"] for record in records for s in record["samples"])
+    return wall, tokens, sorted(json.dumps(comparable_record(record)) for record in records)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from baco_local.runs.records import comparable_record
 from test_gen_cli import assert_clean_error, baco, kill_after_records, model_args, read_records
 
 
@@ -25,6 +26,9 @@ def test_parallel_records_match_one_prompt_at_a_time(tiny_pair, tmp_path: Path) 
     ids = [r["id"] for r in read_records(four)]
     assert sorted(ids) == [1, 3, 4, 5, 6]  # every record once
     assert outputs(four) == outputs(one)
+    by_id = {r["id"]: comparable_record(r) for r in read_records(one)}
+    assert all(comparable_record(r) == by_id[r["id"]] for r in read_records(four))  # only the plan differs
+    assert {r["settings"]["parallel"] for r in read_records(four)} == {4}
     # A rerun with --parallel finds everything done (the settings check passes).
     again = baco(*common, "--parallel", "2", "-o", str(four))
     assert again.returncode == 0 and "resuming: 5 of 5" in again.stderr

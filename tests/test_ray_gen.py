@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from baco_local.runs.records import comparable_record
 from test_gen_cli import assert_clean_error, baco, kill_after_records, model_args, write_numbered_prompts
 
 ray = pytest.importorskip("ray", reason="the Ray tests need the extra: pip install -e '.[ray]'")
@@ -56,12 +57,11 @@ def local_lines(tiny_pair, prompts: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 def lines_of(path: Path) -> list[str]:
-    """The file's records, sorted, each without ``settings.concurrency`` (how one machine's decodes ran:
-    its thread plan differs between an actor and the local run, and resume never compares it)."""
+    """The file's records, sorted, each without its decode plan (how one machine's decodes ran: the
+    thread plan differs between an actor and the local run, and resume never compares it)."""
     lines = path.read_text(encoding="utf-8").splitlines()
     assert all('"concurrency"' in line for line in lines)  # every record says how it ran
-    return sorted(json.dumps({**r, "settings": {k: v for k, v in r["settings"].items() if k != "concurrency"}})
-                  for r in map(json.loads, lines))
+    return sorted(json.dumps(comparable_record(json.loads(line))) for line in lines)
 
 
 def test_ray_run_gives_the_records_of_a_local_run(tiny_pair, prompts, cluster, local_lines, tmp_path) -> None:

@@ -28,6 +28,9 @@ from .prompt_file import PromptItem, id_key
 RESUME_KEYS = ("router", "gamma", "n", "sampling", "max_tokens", "stop", "seed", "system", "base_template",
                "chat_template", "model", "model_files", "ctx_size", "draft")
 GEN_HINT = "use another -o"
+# Settings that say how a run decoded on its machine (the thread plan, the batch width): recorded,
+# never compared, so the same run on another machine or cluster layout is still the same run.
+DECODE_PLAN_KEYS = ("concurrency", "parallel")
 
 
 def sample_record(sample: Sample) -> dict[str, Any]:
@@ -51,6 +54,13 @@ def prompt_record(item: PromptItem, model: str, samples: list[Sample], settings:
         "samples": [sample_record(s) for s in samples],
         "settings": settings,
     }
+
+
+def comparable_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record without its settings' decode plan (:data:`DECODE_PLAN_KEYS`): what two runs of the
+    same generation on different machines or layouts should agree on, byte for byte."""
+    settings = {k: v for k, v in record["settings"].items() if k not in DECODE_PLAN_KEYS}
+    return {**record, "settings": settings}
 
 
 def is_generation_record(record: Any) -> bool:
