@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from baco_local.runs.ray_gen import PoolShape, idle_actors
 from baco_local.runs.records import comparable_record
 from test_gen_cli import assert_clean_error, baco, kill_after_records, model_args, write_numbered_prompts
 
@@ -69,6 +70,7 @@ def test_ray_run_gives_the_records_of_a_local_run(tiny_pair, prompts, cluster, l
     result = baco(*gen_args(tiny_pair, prompts, out, *ray_args(cluster)), timeout=300)
     assert result.returncode == 0, result.stderr
     assert lines_of(out) == local_lines  # byte for byte, once each, in the order prompts finished
+    assert "Warning" not in result.stderr and "will have work" not in result.stderr  # 6 batches, 2 actors
     again = baco(*gen_args(tiny_pair, prompts, out, *ray_args(cluster)), timeout=300)
     assert again.returncode == 0 and "resuming: 12 of 12 prompts" in again.stderr, again.stderr
 
@@ -116,6 +118,23 @@ def test_an_actor_killed_mid_run_is_retried(tiny_pair, prompts, cluster, local_l
         process.kill()
     assert process.returncode == 0, stderr
     assert lines_of(out) == local_lines  # complete, and no prompt twice
+
+
+def test_a_run_with_an_idle_actor_says_so_once(tiny_pair, prompts, cluster, local_lines, tmp_path) -> None:
+    out = tmp_path / "ray.jsonl"
+    result = baco(*gen_args(tiny_pair, prompts, out, "--ray", cluster, "--ray-actors", "2", "--ray-cpus", "1",
+                            "--ray-batch-size", "16"), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert lines_of(out) == local_lines
+    assert "12 prompts make 1 batch of --ray-batch-size 16: only 1 of 2 actors will have work" in result.stderr
+    assert "UserWarning" not in result.stderr  # Ray Data's own advice about the same is not shown
+
+
+def test_prompts_too_few_for_the_actors_are_noted() -> None:
+    shape = PoolShape(actors=4, cpus=1, batch_size=16)
+    assert idle_actors(40, shape) == ("40 prompts make 3 batches of --ray-batch-size 16: only 3 of 4 actors "
+                                      "will have work (a smaller --ray-batch-size spreads them)")
+    assert idle_actors(64, shape) == idle_actors(0, shape) == ""  # every actor busy; nothing left to run
 
 
 def test_bad_addresses_are_one_line_errors(tiny_pair, prompts, tmp_path) -> None:

@@ -25,7 +25,7 @@ from . import options as opt
 from .console import note, show_progress, stderr
 from .gen_parallel import Rate, check_parallel, default_parallel, open_scheduler, run_parallel
 from .gen_ray import RayJob, generate_on_ray
-from ..runs.ray_gen import PoolShape
+from ..runs.ray_gen import PoolShape, idle_actors
 from .setup import open_engine, option_text, prepare_run, resolve_run, settings_record, settle_seed
 
 
@@ -159,6 +159,8 @@ def _check_prompts(check: Callable[[list[Message]], object], prefix: list[Messag
 
 def _generate_ray(address: str, shape: PoolShape, job: RayJob, todo: list[PromptItem], writer: JsonlWriter) -> None:
     """The prompts on a Ray cluster (``--ray``); records appended here as they come back."""
+    if idle := idle_actors(len(todo), shape):
+        note(idle)
     with _progress() as progress:
         task = progress.add_task("generating on Ray", total=len(todo), rate="")
         tokens, started = 0, time.perf_counter()

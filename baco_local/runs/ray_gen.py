@@ -19,6 +19,7 @@ import math
 import re
 import socket
 import sys
+import warnings
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
@@ -133,11 +134,27 @@ def _connect_message(address: str, exc: Exception) -> str:
 
 
 def quiet(verbose: bool) -> None:
-    """Ray's and Ray Data's loggers down to errors (critical ones for Ray Data's own failure dumps)."""
+    """Ray's and Ray Data's loggers down to errors (critical ones for Ray Data's own failure dumps),
+    and Ray Data's advice warnings off (baco says what applies to its run itself: :func:`idle_actors`)."""
     if verbose:
         return
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.data")
+
+
+def block_count(rows: int, batch_size: int) -> int:
+    """How many blocks (each one actor's batch) ``rows`` prompts make."""
+    return max(1, min(MAX_BLOCKS, math.ceil(rows / batch_size)))
+
+
+def idle_actors(rows: int, shape: PoolShape) -> str:
+    """A note when the prompts make fewer batches than there are actors (some would never work); else ""."""
+    blocks = block_count(rows, shape.batch_size)
+    if rows == 0 or blocks >= shape.actors:
+        return ""
+    return (f"{rows} prompts make {blocks} batch{'es' if blocks > 1 else ''} of --ray-batch-size {shape.batch_size}: "
+            f"only {blocks} of {shape.actors} actors will have work (a smaller --ray-batch-size spreads them)")
 
 
 def map_rows(ray: Any, rows: Sequence[Mapping[str, Any]], worker: type, worker_kwargs: Mapping[str, Any],
@@ -149,8 +166,7 @@ def map_rows(ray: Any, rows: Sequence[Mapping[str, Any]], worker: type, worker_k
     context = DataContext.get_current()
     context.enable_progress_bars = False  # the driver shows its own
     context.print_on_execution_start = False
-    blocks = max(1, min(MAX_BLOCKS, math.ceil(len(rows) / shape.batch_size)))
-    dataset = ray.data.from_items(list(rows), override_num_blocks=blocks)
+    dataset = ray.data.from_items(list(rows), override_num_blocks=block_count(len(rows), shape.batch_size))
     resources: dict[str, Any] = {"num_cpus": shape.cpus}
     if shape.gpus:
         resources["num_gpus"] = shape.gpus
