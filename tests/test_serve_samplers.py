@@ -2,7 +2,7 @@
 diversity samplers (XTC, top-n-σ, DRY) as request fields with llama-server's names and as the
 server's defaults from the command line, and ``--concurrency`` with its thread split, reported in
 ``/baco/stats`` and never changing the tokens. Two servers for the module: one decoding both models
-at once (with an XTC default), one decoding them in turn."""
+at once (with an XTC default), one decoding them in turn; and ``--concurrency auto`` servers of their own."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ SAMPLERS = {"xtc_probability": 0.5, "xtc_threshold": 0.05, "top_n_sigma": 1.5, "
 OFF = {"xtc_probability": 0, "top_n_sigma": -1, "dry_multiplier": 0}  # every one of them off
 
 
-def start(tiny_pair, log_dir, *flags: str) -> ServerProcess:
+def start(tiny_pair, log_dir, *flags: str, env: dict[str, str] | None = None) -> ServerProcess:
     base, aligned = tiny_pair
     process = ServerProcess(["--base", str(base), "--aligned", str(aligned), "-c", str(CTX), "--parallel", "4",
-                             "--max-tokens", "24", "-q", *flags], log_dir=log_dir)
+                             "--max-tokens", "24", "-q", *flags], env=env, log_dir=log_dir)
     try:
         process.wait_ready()
     except BaseException:
@@ -131,3 +131,34 @@ def test_stats_show_the_concurrency_and_prefill(servers) -> None:
     for stats in (on, off):
         assert set(stats["prefill"]) == {"in_step", "alone", "chunked", "tokens"}
         assert stats["prefill"]["tokens"] > 0 and stats["prefill"]["alone"] + stats["prefill"]["in_step"] > 0
+
+
+def concurrency(server: ServerProcess) -> dict:
+    """The server's decode plan, as /baco/stats reports it."""
+    return httpx.get(server.url + "/baco/stats", timeout=60).json()["concurrency"]
+
+
+def test_concurrency_auto_measures_once_and_remembers(servers, tiny_pair, tmp_path) -> None:
+    """``--concurrency auto``: each batch class is measured on its first steps, the choice is shown in
+    /baco/stats, a restarted server takes it from the cache folder, and the tokens are the same."""
+    _, in_turn = servers
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}  # nothing measured yet
+    request = dict(seed=3, temperature=0.9, router="p-punc")
+    chosen = []
+    for _ in range(2):  # a first server, then a restarted one
+        auto = start(tiny_pair, tmp_path, "--concurrency", "auto", "-t", "2", env=env)
+        try:
+            assert concurrency(auto)["asked"] == "auto" and concurrency(auto)["chosen"] == {}  # nothing decoded yet
+            assert texts(chat(auto, **request)) == texts(chat(in_turn, **request))  # one sequence
+            assert texts(chat(auto, n=3, **request)) == texts(chat(in_turn, n=3, **request))  # three at once
+            chosen.append(concurrency(auto)["chosen"])
+            assert concurrency(auto)["summary"].startswith("concurrency auto: single ")
+        finally:
+            assert auto.stop() == 0, auto.log.read_text()
+    first, again = chosen
+    assert set(first) == {"single", "multi"}
+    assert {entry["source"] for entry in first.values()} == {"measured"}
+    assert {entry["source"] for entry in again.values()} == {"cached"}
+    for klass, entry in first.items():
+        assert entry["mode"] in ("on", "off") and again[klass]["mode"] == entry["mode"]
+        assert entry["sequential_ms"] > 0 and entry["concurrent_ms"] > 0
