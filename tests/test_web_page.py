@@ -1,7 +1,7 @@
 """The web page at ``baco serve``'s root, in a real browser (Debian's chromium, headless, driven by
 selenium through Debian's chromedriver) against a real ``baco serve`` with ``--api-key`` on the tiny
 pair: the key dialog, coloured streamed replies, multi-turn, N answers in columns with their
-diversity, stop. One server and one browser for the module.
+diversity, stop. One server and one browser for the module (and a keyless server for one test).
 
 ``BACO_WEB_SCREENSHOT=docs/web-page.png python -m pytest tests/test_web_page.py -k three`` writes
 the README's screenshot; every run saves one under pytest's tmp folder (printed with ``-s``).
@@ -294,3 +294,17 @@ def test_a_refused_request_is_shown_and_the_message_kept(browser, server) -> Non
     by_id(browser, "send").click()
     wait_done(browser, 1)
     assert not error.is_displayed()
+
+
+def test_a_server_without_a_key_never_asks_for_one(browser, tiny_pair, tmp_path) -> None:
+    base, aligned = tiny_pair
+    args = ["--base", str(base), "--aligned", str(aligned), "-c", "2048", "-t", "1", "--max-tokens", "12", "-q"]
+    with serving(args, tmp_path) as keyless:
+        open_page(browser, keyless, key=None)
+        wait_for(browser, lambda: len(Select(by_id(browser, "router")).options) > 0)
+        assert not by_id(browser, "key-dialog").is_displayed() and not by_id(browser, "error").is_displayed()
+        send(browser, "Tell me a story")
+        [column] = wait_done(browser, 1)
+        assert answer_text(column) and column.find_elements(By.CSS_SELECTOR, ".tok")
+        assert not by_id(browser, "key-dialog").is_displayed()
+        assert browser.execute_script("return sessionStorage.getItem('baco-api-key')") is None
