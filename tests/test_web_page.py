@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 from serve_process import serving
+from test_serve_limits import STORY, read_until_content
 
 from baco_local.metrics.lexical import distinct_n
 
@@ -296,15 +298,44 @@ def test_a_refused_request_is_shown_and_the_message_kept(browser, server) -> Non
     assert not error.is_displayed()
 
 
-def test_a_server_without_a_key_never_asks_for_one(browser, tiny_pair, tmp_path) -> None:
+
+@pytest.fixture(scope="module")
+def keyless(tiny_pair, tmp_path_factory):
+    """A server without --api-key, with one sequence and a queue of one (a third request gets 503)."""
     base, aligned = tiny_pair
-    args = ["--base", str(base), "--aligned", str(aligned), "-c", "2048", "-t", "1", "--max-tokens", "12", "-q"]
-    with serving(args, tmp_path) as keyless:
-        open_page(browser, keyless, key=None)
-        wait_for(browser, lambda: len(Select(by_id(browser, "router")).options) > 0)
-        assert not by_id(browser, "key-dialog").is_displayed() and not by_id(browser, "error").is_displayed()
+    args = ["--base", str(base), "--aligned", str(aligned), "-c", "8192", "-t", "1", "--parallel", "1",
+            "--queue", "1", "--max-tokens-limit", str(MAX_TOKENS_LIMIT), "--max-tokens", "12", "-q"]
+    with serving(args, tmp_path_factory.mktemp("keyless")) as process:
+        yield process
+
+
+def test_a_server_without_a_key_never_asks_for_one(browser, keyless) -> None:
+    open_page(browser, keyless, key=None)
+    wait_for(browser, lambda: len(Select(by_id(browser, "router")).options) > 0)
+    assert not by_id(browser, "key-dialog").is_displayed() and not by_id(browser, "error").is_displayed()
+    send(browser, "Tell me a story")
+    [column] = wait_done(browser, 1)
+    assert answer_text(column) and column.find_elements(By.CSS_SELECTOR, ".tok")
+    assert not by_id(browser, "key-dialog").is_displayed()
+    assert browser.execute_script("return sessionStorage.getItem('baco-api-key')") is None
+
+
+def test_a_busy_server_is_a_readable_503_and_the_message_kept(browser, keyless) -> None:
+    open_page(browser, keyless, key=None)
+    wait_for(browser, lambda: len(Select(by_id(browser, "router")).options) > 0)
+    long = {"messages": STORY, "temperature": 0, "max_tokens": MAX_TOKENS_LIMIT, "stream": True}  # no early end
+    waiting = threading.Thread(target=httpx.post, args=(keyless.url + "/v1/chat/completions",),
+                               kwargs={"json": {**long, "stream": False, "max_tokens": 4}, "timeout": 60})
+    with httpx.stream("POST", keyless.url + "/v1/chat/completions", json=long, timeout=60) as busy:
+        lines = busy.iter_lines()  # kept: a dropped iterator closes the connection
+        read_until_content(lines)  # the one sequence is taken
+        waiting.start()  # and the one place in the queue
+        wait_for(browser, lambda: httpx.get(keyless.url + "/baco/stats").json()["waiting"] == 1)
         send(browser, "Tell me a story")
-        [column] = wait_done(browser, 1)
-        assert answer_text(column) and column.find_elements(By.CSS_SELECTOR, ".tok")
-        assert not by_id(browser, "key-dialog").is_displayed()
-        assert browser.execute_script("return sessionStorage.getItem('baco-api-key')") is None
+        error = by_id(browser, "error")
+        wait_for(browser, error.is_displayed)
+    waiting.join(WAIT)
+    assert error.text.startswith("The server is busy or still loading; try again in a moment (503): ")
+    assert "the queue is full" in error.text
+    assert by_id(browser, "message").get_attribute("value") == "Tell me a story"
+    assert browser.find_elements(By.CSS_SELECTOR, ".turn") == [] and by_id(browser, "send").is_enabled()
