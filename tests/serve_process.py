@@ -73,9 +73,9 @@ class ServerProcess:
 
 
 @contextmanager
-def serving(args: list[str], log_dir: Path) -> Iterator[ServerProcess]:
+def serving(args: list[str], log_dir: Path, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
     """A ready ``baco serve ARGS`` for the block (a module fixture's body); it must exit with 0 after."""
-    process = ServerProcess(args, log_dir=log_dir)
+    process = ServerProcess(args, env=env, log_dir=log_dir)
     try:
         process.wait_ready()
         yield process

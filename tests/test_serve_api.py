@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
-from serve_process import ServerProcess
+from serve_process import serving
 
 KEY = "test-key-123"
 ORIGIN = "http://page.test"
@@ -24,15 +24,11 @@ STORY = [{"role": "user", "content": "Tell me a story about the cat"}]
 @pytest.fixture(scope="module")
 def server(tiny_pair, tmp_path_factory):
     base, aligned = tiny_pair
-    process = ServerProcess(["--base", str(base), "--aligned", str(aligned), "-c", str(CTX), "-t", "1",
-                             "--parallel", "8", "--max-n", "4", "--max-tokens-limit", str(MAX_TOKENS_LIMIT),
-                             "--max-tokens", "64", "--max-body", "20000", "--api-key", KEY, "--cors-origin", ORIGIN, "-q"],
-                            log_dir=tmp_path_factory.mktemp("serve"))
-    try:
-        process.wait_ready()
+    args = ["--base", str(base), "--aligned", str(aligned), "-c", str(CTX), "-t", "1", "--parallel", "8",
+            "--max-n", "4", "--max-tokens-limit", str(MAX_TOKENS_LIMIT), "--max-tokens", "64", "--max-body", "20000",
+            "--api-key", KEY, "--cors-origin", ORIGIN, "-q"]
+    with serving(args, tmp_path_factory.mktemp("serve")) as process:
         yield process
-    finally:
-        assert process.stop() == 0, process.log.read_text()
 
 
 @pytest.fixture(scope="module")

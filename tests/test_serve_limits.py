@@ -13,7 +13,7 @@ import time
 
 import httpx
 import pytest
-from serve_process import HOST, ROOT, ServerProcess
+from serve_process import HOST, ROOT, serving
 
 from baco_local.serve.runner import is_loopback
 
@@ -26,14 +26,10 @@ STORY = [{"role": "user", "content": "Tell me a story about the cat"}]
 @pytest.fixture(scope="module")
 def server(tiny_pair, tmp_path_factory):
     base, aligned = tiny_pair
-    process = ServerProcess(["--base", str(base), "--aligned", str(aligned), "-c", "2048", "-t", "1",
-                             "--parallel", "1", "--queue", "1", "--temp", "0", "-q"],
-                            env={"BACO_API_KEY": KEY}, log_dir=tmp_path_factory.mktemp("serve"))
-    try:
-        process.wait_ready()
+    args = ["--base", str(base), "--aligned", str(aligned), "-c", "2048", "-t", "1", "--parallel", "1",
+            "--queue", "1", "--temp", "0", "-q"]
+    with serving(args, tmp_path_factory.mktemp("serve"), env={"BACO_API_KEY": KEY}) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def stats(server) -> dict:
