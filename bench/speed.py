@@ -108,6 +108,8 @@ def baco_run(engine: Engine, router: str, draft: DraftPolicy, max_tokens: int, n
 def batching_limit(pair: ModelPair, threads: int, repeats: int = 15, group: int = 1) -> float:
     """Time of eight single-token decodes / time of one eight-token decode (aligned model); with
     ``group`` g, of 8/g decodes of g tokens each (what one batch of 8 adds over batches of g)."""
+    if group not in (1, 2, 4, 8):
+        raise ValueError(f"group must divide 8 (1, 2, 4 or 8), got {group}")
     context = SequenceContext(pair.aligned, ContextShape(n_cells=1024, n_seq=8, n_batch=512, n_threads=threads))
     prompt = pair.aligned.tokenize("The quick brown fox jumps over the lazy dog.", add_bos=True, special=False)
     context.prefill(prompt)
