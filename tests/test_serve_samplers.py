@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from serve_process import ServerProcess
+from serve_process import ServerProcess, serving
 
 CTX = 512
 STORY = [{"role": "user", "content": "Tell me a story about the cat"}]
@@ -20,33 +20,21 @@ SAMPLERS = {"xtc_probability": 0.5, "xtc_threshold": 0.05, "top_n_sigma": 1.5, "
 OFF = {"xtc_probability": 0, "top_n_sigma": -1, "dry_multiplier": 0}  # every one of them off
 
 
-def start(tiny_pair, log_dir, *flags: str, env: dict[str, str] | None = None) -> ServerProcess:
+def server_args(tiny_pair, *flags: str) -> list[str]:
+    """``baco serve``'s arguments for these tests: the tiny pair, four sequences, then ``flags``."""
     base, aligned = tiny_pair
-    process = ServerProcess(["--base", str(base), "--aligned", str(aligned), "-c", str(CTX), "--parallel", "4",
-                             "--max-tokens", "24", "-q", *flags], env=env, log_dir=log_dir)
-    try:
-        process.wait_ready()
-    except BaseException:
-        process.stop()
-        raise
-    return process
+    return ["--base", str(base), "--aligned", str(aligned), "-c", str(CTX), "--parallel", "4", "--max-tokens", "24",
+            "-q", *flags]
 
 
 @pytest.fixture(scope="module")
 def servers(tiny_pair, tmp_path_factory):
     """(at once, in turn): ``--concurrency on -t 1,1 --xtc-probability 0.25`` and ``--concurrency off -t 2``."""
     log_dir = tmp_path_factory.mktemp("serve")
-    at_once = start(tiny_pair, log_dir, "--concurrency", "on", "-t", "1,1", "--xtc-probability", "0.25")
-    try:
-        in_turn = start(tiny_pair, log_dir, "--concurrency", "off", "-t", "2")
-    except BaseException:
-        at_once.stop()
-        raise
-    try:
-        yield at_once, in_turn
-    finally:
-        assert at_once.stop() == 0, at_once.log.read_text()
-        assert in_turn.stop() == 0, in_turn.log.read_text()
+    at_once = server_args(tiny_pair, "--concurrency", "on", "-t", "1,1", "--xtc-probability", "0.25")
+    in_turn = server_args(tiny_pair, "--concurrency", "off", "-t", "2")
+    with serving(at_once, log_dir) as first, serving(in_turn, log_dir) as second:
+        yield first, second
 
 
 def chat(server: ServerProcess, **fields) -> dict:
@@ -146,15 +134,12 @@ def test_concurrency_auto_measures_once_and_remembers(servers, tiny_pair, tmp_pa
     request = dict(seed=3, temperature=0.9, router="p-punc")
     chosen = []
     for _ in range(2):  # a first server, then a restarted one
-        auto = start(tiny_pair, tmp_path, "--concurrency", "auto", "-t", "2", env=env)
-        try:
+        with serving(server_args(tiny_pair, "--concurrency", "auto", "-t", "2"), tmp_path, env=env) as auto:
             assert concurrency(auto)["asked"] == "auto" and concurrency(auto)["chosen"] == {}  # nothing decoded yet
             assert texts(chat(auto, **request)) == texts(chat(in_turn, **request))  # one sequence
             assert texts(chat(auto, n=3, **request)) == texts(chat(in_turn, n=3, **request))  # three at once
             chosen.append(concurrency(auto)["chosen"])
             assert concurrency(auto)["summary"].startswith("concurrency auto: single ")
-        finally:
-            assert auto.stop() == 0, auto.log.read_text()
     first, again = chosen
     assert set(first) == {"single", "multi"}
     assert {entry["source"] for entry in first.values()} == {"measured"}
