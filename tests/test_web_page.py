@@ -62,13 +62,16 @@ def browser():
         driver.quit()
 
 
-def open_page(browser, server, key: str | None = KEY) -> None:
-    """Load the page fresh, with ``key`` already in the tab's session storage (None: no key)."""
+def open_page(browser, server, key: str | None = KEY, loads: bool | None = None) -> None:
+    """Load the page fresh, with ``key`` already in the tab's session storage (None: no key); wait
+    until it has the server's routers when it ``loads`` (by default: with the right key)."""
     browser.get(server.url + "/")
     browser.execute_script("sessionStorage.clear(); localStorage.clear();"
                            + (f"sessionStorage.setItem('baco-api-key', '{key}');" if key else ""))
     browser.refresh()
-    if key == KEY:
+    if loads is None:
+        loads = key == KEY
+    if loads:
         wait_for(browser, lambda: len(Select(by_id(browser, "router")).options) > 0)
 
 
@@ -298,7 +301,6 @@ def test_a_refused_request_is_shown_and_the_message_kept(browser, server) -> Non
     assert not error.is_displayed()
 
 
-
 @pytest.fixture(scope="module")
 def keyless(tiny_pair, tmp_path_factory):
     """A server without --api-key, with one sequence and a queue of one (a third request gets 503)."""
@@ -310,8 +312,7 @@ def keyless(tiny_pair, tmp_path_factory):
 
 
 def test_a_server_without_a_key_never_asks_for_one(browser, keyless) -> None:
-    open_page(browser, keyless, key=None)
-    wait_for(browser, lambda: len(Select(by_id(browser, "router")).options) > 0)
+    open_page(browser, keyless, key=None, loads=True)  # no key asked for
     assert not by_id(browser, "key-dialog").is_displayed() and not by_id(browser, "error").is_displayed()
     send(browser, "Tell me a story")
     [column] = wait_done(browser, 1)
@@ -321,8 +322,7 @@ def test_a_server_without_a_key_never_asks_for_one(browser, keyless) -> None:
 
 
 def test_a_busy_server_is_a_readable_503_and_the_message_kept(browser, keyless) -> None:
-    open_page(browser, keyless, key=None)
-    wait_for(browser, lambda: len(Select(by_id(browser, "router")).options) > 0)
+    open_page(browser, keyless, key=None, loads=True)  # no key asked for
     long = {"messages": STORY, "temperature": 0, "max_tokens": MAX_TOKENS_LIMIT, "stream": True}  # no early end
     waiting = threading.Thread(target=httpx.post, args=(keyless.url + "/v1/chat/completions",),
                                kwargs={"json": {**long, "stream": False, "max_tokens": 4}, "timeout": 60})
